@@ -1,0 +1,64 @@
+"""Seeded random draws that stay fast under XLA.
+
+`keras.random.normal` on the TensorFlow backend calls `tf.random.stateless_normal`
+with the default algorithm, which XLA compiles to ThreeFry: measured here, a
+784x256 draw took ~38 ms under `jit_compile=True` against ~1.6 ms with Philox.
+On TensorFlow we therefore call the stateless ops with `alg="philox"` directly;
+on other backends we fall back to `keras.random`, which is already fast there.
+
+Each Bayesian layer owns one `keras.random.SeedGenerator` and asks it for one
+seed per call (one state update); the draws inside that call use sub-streams
+derived from that seed with `substream`.
+"""
+
+import keras
+from keras import ops
+
+# Offset between the sub-streams of one seed: a large prime, so that the
+# sub-streams of two layers collide only if their seeds differ by a multiple.
+_SUBSTREAM_STRIDE = 1_000_003
+
+
+def _is_tensorflow():
+    return keras.backend.backend() == "tensorflow"
+
+
+def substream(seed, index):
+    """Returns the seed of sub-stream `index` of a `[2]`-shaped seed tensor."""
+    if index == 0:
+        return seed
+    offset = ops.convert_to_tensor([index * _SUBSTREAM_STRIDE, 0], dtype=seed.dtype)
+    return seed + offset
+
+
+def normal(shape, seed, dtype="float32"):
+    """Standard Normal draw of `shape` from a `[2]`-shaped integer seed tensor."""
+    if _is_tensorflow():
+        import tensorflow as tf
+
+        return tf.random.stateless_normal(
+            shape, seed=tf.cast(seed, "int32"), dtype=dtype, alg="philox"
+        )
+    return keras.random.normal(shape, dtype=dtype, seed=seed)
+
+
+def rademacher(shape, seed, dtype="float32"):
+    """Random signs in {-1, +1} of `shape` from a `[2]`-shaped seed tensor."""
+    if _is_tensorflow():
+        import tensorflow as tf
+
+        bits = tf.random.stateless_uniform(
+            shape, seed=tf.cast(seed, "int32"), minval=0, maxval=2,
+            dtype="int32", alg="philox",
+        )
+    else:
+        bits = keras.random.randint(shape, 0, 2, seed=seed, dtype="int32")
+    return ops.cast(2 * bits - 1, dtype)
+
+
+def reseed(generator, seed):
+    """Sets a `keras.random.SeedGenerator` to a state derived from `seed`."""
+    state = generator.state
+    generator.state.assign(
+        ops.convert_to_tensor([seed & 0x7FFFFFFF, 0], dtype=state.dtype)
+    )

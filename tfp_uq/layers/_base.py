@@ -1,0 +1,222 @@
+"""What every Bayesian layer shares: posteriors, prior, KL term, seed.
+
+A `BayesianLayer` holds, for each Bayesian weight, a mean-field Normal
+posterior q(w) = N(loc, scale^2) with scale = softplus(rho) + floor. Its KL to
+the prior enters the loss through `add_loss`, multiplied by the layer's
+`kl_weight`, which lives in a non-trainable variable that callbacks may change
+during `fit` (`tfp_uq.callbacks.KLAnnealing`).
+
+`model.fit` averages the data loss over a batch, so the negative ELBO per
+example is  mean NLL + KL / N  for N training examples: set
+`kl_weight = 1 / N` on each layer, or once for a whole model with
+`tfp_uq.set_kl_weight(model, num_examples=N)`.
+"""
+
+import warnings
+
+import keras
+from keras import ops
+
+from tfp_uq import _random, _validation, priors
+
+_SEED_STATE_KEY = "seed_state"
+
+
+def _replica_fraction():
+    """1 / number of replicas inside a `tf.distribute` replica context, else 1.
+
+    Keras divides the compiled loss by the number of replicas before the
+    gradients are summed across them; losses from `add_loss` are not divided,
+    so an unscaled KL would be counted once per replica.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return 1.0
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+        return 1.0
+    return 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
+
+
+class BayesianLayer(keras.layers.Layer):
+    """Base class of layers with mean-field Normal posteriors over weights.
+
+    Subclasses create their weights with `add_posterior` in `build` and read
+    them with `posterior_loc`, `posterior_scale` and `sample_posterior`; a call
+    adds the KL term with `add_kl_loss`.
+
+    Args:
+        prior: a `tfp_uq.priors.Prior`, a `tfp.distributions.Distribution` or
+            None (standard Normal).
+        posterior_scale_init: initial posterior standard deviation (> 0).
+        kl_weight: weight of this layer's KL term in the loss (>= 0), usually
+            1 / number of training examples. None means "not set yet": the KL
+            is weighted 1.0 and training warns once.
+        seed: integer seed of the layer's random draws, or None.
+        deterministic: if True, the layer uses the posterior mean instead of
+            sampling (a point prediction); sampling is the Bayesian default in
+            training and inference.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+    """
+
+    def __init__(
+        self,
+        prior=None,
+        posterior_scale_init=1e-3,
+        kl_weight=None,
+        seed=None,
+        deterministic=False,
+        **kwargs,
+    ):
+        # Variables stay float32 under mixed precision; samples are cast to the
+        # compute dtype just before the linear operation, the KL never is.
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.prior = priors.get(prior)
+        self.posterior_scale_init = _validation.positive(
+            "posterior_scale_init", posterior_scale_init
+        )
+        if kl_weight is not None:
+            kl_weight = _validation.non_negative("kl_weight", kl_weight)
+        self._kl_weight = kl_weight
+        self.seed = _validation.optional_int("seed", seed)
+        self.deterministic = _validation.boolean("deterministic", deterministic)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self._posteriors = {}
+        self.kl_weight_variable = None
+        self._warned_kl_weight = False
+
+    # ----------------------------------------------------------------- weights
+    def add_posterior(self, name, shape, initializer):
+        """Creates the posterior of weight `name`; returns its mean variable.
+
+        The mean variable is called `name` (e.g. `kernel`, so `layer.kernel` is
+        the posterior mean, as in the matching Keras layer) and the raw scale
+        variable `{name}_rho`.
+        """
+        loc = self.add_weight(name=name, shape=shape, initializer=initializer)
+        rho = self.add_weight(
+            name=f"{name}_rho",
+            shape=shape,
+            initializer=keras.initializers.Constant(
+                float(priors.softplus_inverse(self.posterior_scale_init - priors.SCALE_FLOOR))
+            ),
+        )
+        prior_variables = self.prior.build(self, name, tuple(shape))
+        self._posteriors[name] = (loc, rho, prior_variables)
+        if self.kl_weight_variable is None:
+            self.kl_weight_variable = self.add_weight(
+                name="kl_weight",
+                shape=(),
+                initializer=keras.initializers.Constant(
+                    1.0 if self._kl_weight is None else self._kl_weight
+                ),
+                trainable=False,
+            )
+        return loc
+
+    def posterior_loc(self, name):
+        """Posterior mean of weight `name` (float32 tensor)."""
+        return ops.convert_to_tensor(self._posteriors[name][0])
+
+    def posterior_scale(self, name):
+        """Posterior standard deviation of weight `name` (float32 tensor)."""
+        return priors.positive_scale(self._posteriors[name][1])
+
+    def sample_posterior(self, name, seed):
+        """One draw of weight `name` from its posterior."""
+        loc = self.posterior_loc(name)
+        return loc + self.posterior_scale(name) * _random.normal(
+            ops.shape(loc), seed, loc.dtype
+        )
+
+    def prior_variables(self, name):
+        """The variables the prior learns for weight `name` (a dict)."""
+        return self._posteriors[name][2]
+
+    # --------------------------------------------------------------------- KL
+    @property
+    def kl_weight(self):
+        """The configured KL weight (float), or None if it was never set."""
+        return self._kl_weight
+
+    @kl_weight.setter
+    def kl_weight(self, value):
+        value = _validation.non_negative("kl_weight", value)
+        self._kl_weight = value
+        if self.kl_weight_variable is not None:
+            self.kl_weight_variable.assign(value)
+
+    def kl_divergence(self, samples=None, seed=None):
+        """KL(q || p) of all this layer's weights, summed (float32 scalar).
+
+        Args:
+            samples: optional dict of posterior draws by weight name, reused
+                by priors whose KL is a Monte Carlo estimate.
+            seed: seed for draws that `samples` does not provide.
+        """
+        samples = samples or {}
+        if seed is None:
+            seed = self.seed_generator.next()
+        total = 0.0
+        for index, name in enumerate(self._posteriors):
+
+            def draw(name=name, index=index):
+                if name in samples:
+                    return samples[name]
+                return self.sample_posterior(name, _random.substream(seed, 100 + index))
+
+            total = total + self.prior.kl_divergence(
+                self.posterior_loc(name),
+                self.posterior_scale(name),
+                draw,
+                self.prior_variables(name),
+            )
+        return total
+
+    def add_kl_loss(self, samples=None, seed=None, training=None):
+        """Adds kl_weight * KL (scaled for `tf.distribute`) with `add_loss`."""
+        if training and self._kl_weight is None and not self._warned_kl_weight:
+            self._warned_kl_weight = True
+            warnings.warn(
+                "A tfp_uq Bayesian layer's kl_weight is not set, so "
+                "its KL term is weighted 1.0, which over-regularises unless the "
+                "loss is summed over the whole data set. Pass "
+                "kl_weight=1/num_train_examples to the layer, or call "
+                "tfp_uq.set_kl_weight(model, num_examples=num_train_examples) "
+                "once before fit.",
+                stacklevel=3,
+            )
+        kl = self.kl_divergence(samples, seed)
+        self.add_loss(self.kl_weight_variable * kl * _replica_fraction())
+
+    # ---------------------------------------------------- saving the RNG state
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store[_SEED_STATE_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        variables = self._trainable_variables + self._non_trainable_variables
+        keys = [k for k in store.keys() if k != _SEED_STATE_KEY]
+        if len(keys) != len(variables):
+            raise ValueError(
+                f"Layer '{self.name}' expects {len(variables)} variables, but "
+                f"the saved file holds {len(keys)}"
+            )
+        for i, variable in enumerate(variables):
+            variable.assign(store[f"{i}"])
+        if _SEED_STATE_KEY in store.keys():
+            self.seed_generator.state.assign(store[_SEED_STATE_KEY])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "prior": priors.serialize(self.prior),
+                "posterior_scale_init": self.posterior_scale_init,
+                "kl_weight": self._kl_weight,
+                "seed": self.seed,
+                "deterministic": self.deterministic,
+            }
+        )
+        return config
