@@ -123,7 +123,17 @@ class Normal(Prior):
         return ops.sum(normal_log_prob(value, self.loc, self.scale))
 
     def kl_divergence(self, loc, scale, sample, variables=None):
-        return ops.sum(normal_kl(loc, scale, self.loc, self.scale))
+        # normal_kl summed, with the constants taken out of the elementwise
+        # work: fewer kernels over the weights when XLA does not fuse them.
+        centred = loc if self.loc == 0.0 else loc - self.loc
+        size = ops.cast(ops.size(loc), loc.dtype)
+        return (
+            ops.sum(
+                (ops.square(scale) + ops.square(centred)) * (0.5 / self.scale**2)
+                - ops.log(scale)
+            )
+            + size * (math.log(self.scale) - 0.5)
+        )
 
     def get_config(self):
         return {"loc": self.loc, "scale": self.scale}

@@ -64,15 +64,6 @@ class BayesianLinear(BayesianLayer):
                 name="bias", shape=bias_shape, initializer=self.bias_initializer
             )
 
-    @property
-    def _has_bias_posterior(self):
-        return "bias" in self._posteriors
-
-    def _bias_loc(self):
-        if self.bias is None:
-            return None
-        return ops.convert_to_tensor(self.bias)
-
     def _cast(self, value):
         return ops.cast(value, self.compute_dtype)
 
@@ -82,22 +73,30 @@ class BayesianLinear(BayesianLayer):
     def _add_bias(self, outputs, bias):
         raise NotImplementedError
 
-    def _mean_outputs(self, inputs):
-        outputs = self._linear(inputs, self._cast(self.posterior_loc("kernel")))
-        bias = self._bias_loc()
+    def _outputs(self, inputs, kernel, bias):
+        """linear(inputs, kernel) + bias, in the compute dtype."""
+        outputs = self._linear(inputs, self._cast(kernel))
         return outputs if bias is None else self._add_bias(outputs, self._cast(bias))
 
+    def _point_bias(self):
+        return None if self.bias is None else ops.convert_to_tensor(self.bias)
+
+    def _mean_outputs(self, inputs, draws):
+        bias = draws["bias"].loc if "bias" in draws else self._point_bias()
+        return self._outputs(inputs, draws["kernel"].loc, bias)
+
     def _sample_outputs(self, inputs, seed):
-        """Returns (pre-activation outputs, dict of posterior draws)."""
+        """Returns (pre-activation outputs, KL) for one stochastic pass."""
         raise NotImplementedError
 
     def call(self, inputs, training=None):
         seed = self.seed_generator.next()
         if self.deterministic:
-            outputs, samples = self._mean_outputs(inputs), {}
+            draws, kl = self.draw_posteriors(seed, perturb=False)
+            outputs = self._mean_outputs(inputs, draws)
         else:
-            outputs, samples = self._sample_outputs(inputs, seed)
-        self.add_kl_loss(samples, _random.substream(seed, 50), training)
+            outputs, kl = self._sample_outputs(inputs, seed)
+        self.add_kl_loss(kl, training)
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
@@ -120,57 +119,42 @@ class Reparameterization:
     """Estimator mixin: one weight draw per call, shared across the batch."""
 
     def _sample_outputs(self, inputs, seed):
-        kernel = self.sample_posterior("kernel", _random.substream(seed, 0))
-        outputs = self._linear(inputs, self._cast(kernel))
-        samples = {"kernel": kernel}
-        if self._has_bias_posterior:
-            bias = self.sample_posterior("bias", _random.substream(seed, 1))
-            samples["bias"] = bias
+        draws, kl = self.draw_posteriors(seed)
+        kernel = draws["kernel"].loc + draws["kernel"].perturbation
+        if "bias" in draws:
+            bias = draws["bias"].loc + draws["bias"].perturbation
         else:
-            bias = self._bias_loc()
-        if bias is not None:
-            outputs = self._add_bias(outputs, self._cast(bias))
-        return outputs, samples
+            bias = self._point_bias()
+        return self._outputs(inputs, kernel, bias), kl
 
 
 class Flipout:
     """Estimator mixin: one shared perturbation, signs flipped per example."""
 
     def _sample_outputs(self, inputs, seed):
-        loc = self.posterior_loc("kernel")
-        delta = self.posterior_scale("kernel") * _random.normal(
-            ops.shape(loc), _random.substream(seed, 0), loc.dtype
-        )
+        draws, kl = self.draw_posteriors(seed)
         sign_in = _random.rademacher(
-            ops.shape(inputs), _random.substream(seed, 1), self.compute_dtype
+            ops.shape(inputs), _random.substream(seed, 10), self.compute_dtype
         )
-        perturbation = self._linear(inputs * sign_in, self._cast(delta))
-        samples = {"kernel": loc + delta}
-        if self._has_bias_posterior:
-            bias_loc = self.posterior_loc("bias")
-            bias_delta = self.posterior_scale("bias") * _random.normal(
-                ops.shape(bias_loc), _random.substream(seed, 3), bias_loc.dtype
-            )
-            perturbation = self._add_bias(perturbation, self._cast(bias_delta))
-            samples["bias"] = bias_loc + bias_delta
+        bias_delta = draws["bias"].perturbation if "bias" in draws else None
+        perturbation = self._outputs(inputs * sign_in, draws["kernel"].perturbation, bias_delta)
         sign_out = _random.rademacher(
-            ops.shape(perturbation), _random.substream(seed, 2), self.compute_dtype
+            ops.shape(perturbation), _random.substream(seed, 11), self.compute_dtype
         )
-        return self._mean_outputs(inputs) + perturbation * sign_out, samples
+        return self._mean_outputs(inputs, draws) + perturbation * sign_out, kl
 
 
 class LocalReparameterization:
     """Estimator mixin: pre-activations sampled independently per example."""
 
     def _sample_outputs(self, inputs, seed):
-        mean = self._mean_outputs(inputs)
-        scale = self.posterior_scale("kernel")
+        draws, kl = self.draw_posteriors(seed, perturb=False)
+        mean = self._mean_outputs(inputs, draws)
         # The variance is computed in float32: squares underflow in float16.
-        inputs32 = ops.cast(inputs, scale.dtype)
-        variance = self._linear(ops.square(inputs32), ops.square(scale))
-        if self._has_bias_posterior:
-            variance = self._add_bias(variance, ops.square(self.posterior_scale("bias")))
-        noise = _random.normal(ops.shape(variance), _random.substream(seed, 0), variance.dtype)
+        scale = draws["kernel"].scale
+        variance = self._linear(ops.square(ops.cast(inputs, scale.dtype)), ops.square(scale))
+        if "bias" in draws:
+            variance = self._add_bias(variance, ops.square(draws["bias"].scale))
+        noise = _random.normal(ops.shape(variance), _random.substream(seed, 10), variance.dtype)
         # The tiny constant keeps the gradient of sqrt finite for all-zero inputs.
-        outputs = mean + self._cast(ops.sqrt(variance + 1e-12) * noise)
-        return outputs, {}
+        return mean + self._cast(ops.sqrt(variance + 1e-12) * noise), kl
