@@ -1,11 +1,22 @@
 """tfp-uq: honest uncertainty for any Keras 3 model."""
 
-from tfp_uq import layers, metrics, priors
+from tfp_uq import active_learning, layers, losses, metrics, priors, recalibration, selective
 from tfp_uq.elbo import bayesian_layers, set_deterministic, set_kl_weight
 from tfp_uq.layers import (
     DenseFlipout,
     DenseLocalReparameterization,
     DenseReparameterization,
+    GaussianHead,
 )
+from tfp_uq.prediction import PredictionResult, predict
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # tfp_uq.plots needs the optional matplotlib: import it on first use.
+    if name == "plots":
+        import importlib
+
+        return importlib.import_module("tfp_uq.plots")
+    raise AttributeError(f"module 'tfp_uq' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Bayesian Keras layers."""
+"""Bayesian Keras layers and output heads."""
 
 from tfp_uq.layers._base import BayesianLayer
 from tfp_uq.layers.dense import (
@@ -6,3 +6,4 @@ from tfp_uq.layers.dense import (
     DenseLocalReparameterization,
     DenseReparameterization,
 )
+from tfp_uq.layers.heads import GaussianHead

@@ -186,6 +186,12 @@ class BayesianLayer(keras.layers.Layer):
             _COMPILED_DRAWS[self] = compiled
         return compiled(seed, perturb, values)
 
+    def sample_weights(self, name, seed, num_samples):
+        """`num_samples` independent draws of weight `name`, stacked first."""
+        loc = self.posterior_loc(name)
+        noise = _random.normal((num_samples,) + tuple(loc.shape), seed, loc.dtype)
+        return loc + self.posterior_scale(name) * noise
+
     def prior_variables(self, name):
         """The variables the prior learns for weight `name` (a dict)."""
         return self._posteriors[name][2]

@@ -19,7 +19,7 @@ operation (`_linear`), its bias broadcast (`_add_bias`) and shapes.
 import keras
 from keras import ops
 
-from tfp_uq import _random, _validation
+from tfp_uq import _random, _sampling, _validation
 from tfp_uq.layers._base import BayesianLayer
 
 
@@ -89,14 +89,38 @@ class BayesianLinear(BayesianLayer):
         """Returns (pre-activation outputs, KL) for one stochastic pass."""
         raise NotImplementedError
 
+    def _linear_per_sample(self, inputs, kernels, biases, num_samples):
+        """Applies kernels[s] (and biases[s]) to block s of the tiled batch."""
+        raise NotImplementedError
+
+    # Whether the estimator's noise is already independent per example, so
+    # vectorised prediction needs no per-sample weights.
+    _independent_per_example = False
+
+    def _vectorized_outputs(self, inputs, seed, num_samples):
+        kernels = self.sample_weights("kernel", _random.substream(seed, 0), num_samples)
+        if "bias" in self._posteriors:
+            biases = self.sample_weights("bias", _random.substream(seed, 1), num_samples)
+        else:
+            point = self._point_bias()
+            biases = None if point is None else ops.broadcast_to(point, (num_samples,) + tuple(point.shape))
+        return self._linear_per_sample(
+            inputs, self._cast(kernels), None if biases is None else self._cast(biases), num_samples
+        )
+
     def call(self, inputs, training=None):
         seed = self.seed_generator.next()
-        if self.deterministic:
+        num_samples = _sampling.num_samples()
+        if num_samples and not self.deterministic and not self._independent_per_example:
+            # Prediction only (tfp_uq.predict): no KL term is added.
+            outputs = self._vectorized_outputs(inputs, seed, num_samples)
+        elif self.deterministic:
             draws, kl = self.draw_posteriors(seed, perturb=False)
             outputs = self._mean_outputs(inputs, draws)
         else:
             outputs, kl = self._sample_outputs(inputs, seed)
-        self.add_kl_loss(kl, training)
+        if not num_samples:
+            self.add_kl_loss(kl, training)
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
@@ -146,6 +170,8 @@ class Flipout:
 
 class LocalReparameterization:
     """Estimator mixin: pre-activations sampled independently per example."""
+
+    _independent_per_example = True
 
     def _sample_outputs(self, inputs, seed):
         draws, kl = self.draw_posteriors(seed, perturb=False)

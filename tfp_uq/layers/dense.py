@@ -40,6 +40,14 @@ class BayesianDense(_estimators.BayesianLinear):
     def _add_bias(self, outputs, bias):
         return outputs + bias
 
+    def _linear_per_sample(self, inputs, kernels, biases, num_samples):
+        shape = ops.shape(inputs)
+        blocks = ops.reshape(inputs, (num_samples, -1, shape[-1]))
+        outputs = ops.matmul(blocks, kernels)
+        if biases is not None:
+            outputs = outputs + biases[:, None, :]
+        return ops.reshape(outputs, tuple(shape[:-1]) + (self.units,))
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 

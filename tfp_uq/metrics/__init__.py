@@ -1,9 +1,27 @@
-"""Metrics of predictive quality and calibration."""
+"""Metrics of predictive quality, calibration and uncertainty ranking.
+
+NumPy functions for evaluation, and `keras.metrics.Metric` classes
+(`ExpectedCalibrationError`, `BrierScore`) for `model.compile`.
+"""
 
 from tfp_uq.metrics.classification import (
     accuracy,
     brier_score,
+    classwise_calibration_error,
+    equal_mass_calibration_error,
     expected_calibration_error,
+    maximum_calibration_error,
     negative_log_likelihood,
     reliability_table,
+)
+from tfp_uq.metrics.keras_metrics import BrierScore, ExpectedCalibrationError
+from tfp_uq.metrics.ranking import aupr, auroc
+from tfp_uq.metrics.regression import (
+    calibration_curve,
+    crps_gaussian,
+    gaussian_nll,
+    mean_interval_width,
+    miscalibration_area,
+    picp,
+    rmse,
 )

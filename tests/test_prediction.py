@@ -1,0 +1,113 @@
+import keras
+import numpy as np
+import pytest
+
+import tfp_uq
+from tfp_uq import layers
+
+X = np.random.default_rng(0).normal(size=(40, 4)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def linear_model():
+    layer = layers.DenseFlipout(3, posterior_scale_init=0.4, kl_weight=0.0, seed=5)
+    model = keras.Sequential([keras.Input((4,)), layer])
+    rng = np.random.default_rng(1)
+    for variable in layer.trainable_weights:
+        variable.assign(variable + rng.normal(0, 0.3, variable.shape).astype("float32"))
+    return model
+
+
+def test_predictive_variance_of_linear_layer_matches_closed_form(linear_model):
+    layer = linear_model.layers[0]
+    result = tfp_uq.predict(linear_model, X, num_samples=4000, seed=0, task="regression")
+    loc, scale = layer.kernel.numpy(), layer.posterior_scale("kernel").numpy()
+    exact_mean = X @ loc + layer.bias.numpy()
+    exact_var = (X**2) @ scale**2 + layer.posterior_scale("bias").numpy() ** 2
+    np.testing.assert_allclose(result.mean, exact_mean, atol=4 * np.sqrt(exact_var.max() / 4000))
+    # Independent samples: the sample variance is within ~4 standard errors
+    # (relative s.e. of a variance from 4000 draws is sqrt(2/4000) = 2.2%).
+    np.testing.assert_allclose(result.epistemic_variance, exact_var, rtol=0.1)
+    np.testing.assert_array_equal(result.aleatoric_variance, 0.0)
+
+
+def test_same_seed_gives_same_prediction_and_restores_layer_state(linear_model):
+    state = linear_model.layers[0].seed_generator.state.numpy()
+    first = tfp_uq.predict(linear_model, X, num_samples=20, seed=3, return_samples=True)
+    second = tfp_uq.predict(linear_model, X, num_samples=20, seed=3, return_samples=True)
+    np.testing.assert_array_equal(first.samples, second.samples)
+    np.testing.assert_array_equal(state, linear_model.layers[0].seed_generator.state.numpy())
+    other = tfp_uq.predict(linear_model, X, num_samples=20, seed=4, return_samples=True)
+    assert not np.allclose(first.samples, other.samples)
+
+
+def test_chunked_prediction_equals_samples_shape(linear_model):
+    result = tfp_uq.predict(linear_model, X, num_samples=7, batch_size=16, return_samples=True, task="regression")
+    assert result.samples.shape == (7, 40, 3)
+    assert result.mean.shape == (40, 3)
+
+
+def test_deterministic_classifier_has_zero_mutual_information():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="softmax")])
+    result = tfp_uq.predict(model, X, num_samples=10)
+    assert result.task == "classification"
+    np.testing.assert_allclose(result.mutual_information, 0.0, atol=1e-9)
+    np.testing.assert_allclose(result.total_entropy, result.expected_entropy, atol=1e-9)
+    np.testing.assert_array_equal(result.variation_ratio, 0.0)
+
+
+def test_bayesian_classifier_entropy_decomposes():
+    model = keras.Sequential(
+        [keras.Input((4,)), layers.DenseFlipout(5, activation="softmax", posterior_scale_init=1.0, seed=2)]
+    )
+    result = tfp_uq.predict(model, X, num_samples=50, seed=0)
+    np.testing.assert_allclose(result.probs.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(result.total_entropy, result.expected_entropy + result.mutual_information, atol=1e-9)
+    assert np.all(result.mutual_information > 0)
+    assert np.all((result.variation_ratio >= 0) & (result.variation_ratio < 1))
+
+
+def test_gaussian_head_splits_variance_into_aleatoric_and_epistemic():
+    model = keras.Sequential(
+        [keras.Input((4,)), layers.DenseFlipout(2, posterior_scale_init=0.3, seed=1), layers.GaussianHead()]
+    )
+    result = tfp_uq.predict(model, X, num_samples=200, seed=0, return_samples=True)
+    assert result.task == "regression"
+    loc, scale = result.samples[..., :1], result.samples[..., 1:]
+    np.testing.assert_allclose(result.aleatoric_variance, np.mean(scale**2, 0))
+    np.testing.assert_allclose(result.epistemic_variance, loc.var(0))
+    np.testing.assert_allclose(result.variance, result.aleatoric_variance + result.epistemic_variance)
+    assert np.all(result.epistemic_variance > 0)
+
+
+def test_mixed_layers_and_local_reparameterization_predict():
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            layers.DenseLocalReparameterization(8, activation="relu"),
+            keras.layers.Dense(8, activation="relu"),
+            layers.DenseReparameterization(2, activation="softmax"),
+        ]
+    )
+    result = tfp_uq.predict(model, X, num_samples=16, seed=0)
+    assert result.probs.shape == (40, 2)
+    assert np.all(result.mutual_information >= 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"num_samples": 0}, ValueError, "num_samples"),
+        ({"num_samples": 2.5}, TypeError, "num_samples"),
+        ({"task": "ranking"}, ValueError, "task"),
+        ({"batch_size": -1}, ValueError, "batch_size"),
+    ],
+)
+def test_bad_arguments_raise(linear_model, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        tfp_uq.predict(linear_model, X, **kwargs)
+
+
+def test_model_must_be_a_keras_model():
+    with pytest.raises(TypeError, match="model"):
+        tfp_uq.predict(lambda x: x, X)

@@ -1,0 +1,116 @@
+"""Plots a person can read: calibration, risk-coverage, predictive bands.
+
+Needs matplotlib (`pip install tfp-uq[plot]`). Every function returns a
+`matplotlib.figure.Figure` and, given `path`, also writes it as a PNG. No
+pyplot state is touched, so they are safe in scripts and servers.
+"""
+
+import numpy as np
+
+from tfp_uq import metrics, selective
+
+
+def _figure(width=5.0, height=4.0):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as error:  # pragma: no cover - matplotlib is an extra
+        raise ImportError("tfp_uq.plots needs matplotlib: pip install 'tfp-uq[plot]'") from error
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _finish(figure, path):
+    if path is not None:
+        figure.savefig(path, format="png")
+    return figure
+
+
+def reliability_diagram(probs, labels, num_bins=15, title="Reliability diagram", path=None):
+    """Accuracy against confidence per bin, with the count of each bin.
+
+    Bars below the diagonal mean overconfidence. The ECE is in the legend.
+    """
+    table = metrics.reliability_table(probs, labels, num_bins)
+    ece = metrics.expected_calibration_error(probs, labels, num_bins)
+    edges = table["bin_edges"]
+    centres, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
+    figure = _figure(5.0, 5.5)
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    accuracy = np.nan_to_num(table["accuracy"])
+    top.bar(centres, accuracy, width=width, edgecolor="black", color="tab:blue", label=f"accuracy (ECE = {ece:.3f})")
+    gap = np.nan_to_num(table["confidence"]) - accuracy
+    top.bar(centres, gap, bottom=accuracy, width=width, color="tab:red", alpha=0.3, label="gap to confidence")
+    top.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
+    top.legend(loc="upper left")
+    bottom.bar(centres, table["count"], width=width, color="gray", edgecolor="black")
+    for x, count in zip(centres, table["count"]):
+        if count:
+            bottom.text(x, count, str(int(count)), ha="center", va="bottom", fontsize=7)
+    bottom.set(xlabel="confidence (top-label probability)", ylabel="examples")
+    return _finish(figure, path)
+
+
+def calibration_curve(y, mean, std, title="Regression calibration", path=None):
+    """Observed against expected quantile levels (Kuleshov et al. 2018)."""
+    expected, observed = metrics.calibration_curve(y, mean, std)
+    area = metrics.miscalibration_area(y, mean, std)
+    figure = _figure()
+    axes = figure.subplots()
+    axes.plot(expected, observed, color="tab:blue", label=f"model (miscalibration area = {area:.3f})")
+    axes.fill_between(expected, expected, observed, color="tab:blue", alpha=0.2)
+    axes.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    axes.set(xlabel="expected proportion below predicted quantile", ylabel="observed proportion", xlim=(0, 1), ylim=(0, 1), title=title)
+    axes.legend(loc="upper left")
+    return _finish(figure, path)
+
+
+def risk_coverage(uncertainty, losses, title="Risk-coverage", path=None):
+    """Risk of answering only the most certain fraction of inputs."""
+    coverage, risk, _ = selective.risk_coverage_curve(uncertainty, losses)
+    aurc = selective.area_under_risk_coverage(uncertainty, losses)
+    figure = _figure()
+    axes = figure.subplots()
+    axes.plot(coverage, risk, color="tab:blue", label=f"model (AURC = {aurc:.3f})")
+    axes.axhline(risk[-1], color="gray", linestyle=":", label=f"answer all (risk = {risk[-1]:.3f})")
+    axes.set(xlabel="coverage (fraction answered)", ylabel="risk (mean loss of answered)", xlim=(0, 1), title=title)
+    axes.legend(loc="upper left")
+    return _finish(figure, path)
+
+
+def predictive_band(x, mean, std, x_train=None, y_train=None, y_true=None, title="Predictive distribution", path=None):
+    """Mean and 68% / 95% bands of a 1-D regression, with the training data."""
+    x, mean, std = (np.asarray(a, dtype="float64").ravel() for a in (x, mean, std))
+    if not x.shape == mean.shape == std.shape:
+        raise ValueError("x, mean and std must have one length")
+    order = np.argsort(x)
+    x, mean, std = x[order], mean[order], std[order]
+    figure = _figure(6.0, 4.0)
+    axes = figure.subplots()
+    for width, alpha, label in ((1.96, 0.15, "95% band"), (1.0, 0.3, "68% band")):
+        axes.fill_between(x, mean - width * std, mean + width * std, color="tab:blue", alpha=alpha, label=label)
+    axes.plot(x, mean, color="tab:blue", label="predictive mean")
+    if y_true is not None:
+        axes.plot(x, np.asarray(y_true).ravel()[order], "k--", label="truth")
+    if x_train is not None and y_train is not None:
+        axes.scatter(np.ravel(x_train), np.ravel(y_train), s=8, color="black", alpha=0.5, label="training data")
+    axes.set(xlabel="x", ylabel="y", title=title)
+    axes.legend(loc="best")
+    return _finish(figure, path)
+
+
+def uncertainty_histogram(in_distribution, out_of_distribution, score_name="uncertainty", title=None, path=None):
+    """Histograms of an uncertainty score in and out of distribution, with AUROC."""
+    in_scores = np.asarray(in_distribution, dtype="float64").ravel()
+    out_scores = np.asarray(out_of_distribution, dtype="float64").ravel()
+    auroc = metrics.auroc(
+        np.concatenate([in_scores, out_scores]),
+        np.concatenate([np.zeros(len(in_scores)), np.ones(len(out_scores))]),
+    )
+    figure = _figure()
+    axes = figure.subplots()
+    bins = np.histogram_bin_edges(np.concatenate([in_scores, out_scores]), bins=30)
+    axes.hist(in_scores, bins=bins, alpha=0.6, density=True, label="in distribution")
+    axes.hist(out_scores, bins=bins, alpha=0.6, density=True, label="out of distribution")
+    axes.set(xlabel=score_name, ylabel="density", title=title or f"{score_name}: OOD AUROC = {auroc:.3f}")
+    axes.legend(loc="best")
+    return _finish(figure, path)
