@@ -37,8 +37,11 @@ def reliability_diagram(probs, labels, num_bins=15, title="Reliability diagram",
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     accuracy = np.nan_to_num(table["accuracy"])
     top.bar(centres, accuracy, width=width, edgecolor="black", color="tab:blue", label=f"accuracy (ECE = {ece:.3f})")
-    gap = np.nan_to_num(table["confidence"]) - accuracy
-    top.bar(centres, gap, bottom=accuracy, width=width, color="tab:red", alpha=0.3, label="gap to confidence")
+    confidence = np.nan_to_num(table["confidence"])
+    top.bar(
+        centres, np.abs(confidence - accuracy), bottom=np.minimum(confidence, accuracy), width=width,
+        facecolor="none", edgecolor="tab:red", hatch="//", label="gap to mean confidence",
+    )
     top.plot([0, 1], [0, 1], "k--", label="perfect calibration")
     top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
     top.legend(loc="upper left")
