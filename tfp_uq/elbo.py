@@ -2,7 +2,7 @@
 
 import keras
 
-from tfp_uq import _validation
+from tfp_uq import _kl_tracking, _validation
 from tfp_uq.layers._base import BayesianLayer
 
 
@@ -28,6 +28,9 @@ def set_kl_weight(model, kl_weight=None, *, num_examples=None):
     per example weights the KL by 1 / N for N training examples: pass
     `num_examples=N`, or an explicit `kl_weight`. Call it once before `fit`.
 
+    It also makes `fit` report the weighted KL as `kl_loss` and, with the
+    tfp_uq callbacks, the data term as `data_loss`.
+
     Args:
         model: a Keras model or layer.
         kl_weight: the weight (>= 0); give this or `num_examples`.
@@ -51,6 +54,8 @@ def set_kl_weight(model, kl_weight=None, *, num_examples=None):
         raise ValueError("model has no tfp_uq Bayesian layers whose KL weight could be set")
     for layer in layers:
         layer.kl_weight = kl_weight
+    if isinstance(model, keras.Model):
+        _kl_tracking.attach(model, layers)
     return kl_weight
 
 

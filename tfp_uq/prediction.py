@@ -242,7 +242,8 @@ def predict(
             the outputs are probabilities or `from_logits` is set).
         from_logits: classification outputs are logits, not probabilities.
         return_samples: keep the samples in the result.
-        jit_compile: compile with XLA (TensorFlow backend).
+        jit_compile: compile with XLA (TensorFlow backend; off for models
+            whose variables are mirrored over several devices).
 
     Returns:
         A `PredictionResult`.
@@ -262,6 +263,10 @@ def predict(
     _validation.one_of("task", task, TASKS)
     _validation.boolean("from_logits", from_logits)
     inputs = _as_inputs(x)
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is not None and strategy.num_replicas_in_sync > 1:
+        # An XLA cluster cannot read variables mirrored on several devices.
+        jit_compile = False
 
     layers = _stochastic_layers(model)
     old_states = _reseed(layers, seed) if seed is not None and layers else None

@@ -19,7 +19,7 @@ import weakref
 import keras
 from keras import ops
 
-from tfp_uq import _random, _validation, priors
+from tfp_uq import _kl_tracking, _random, _validation, priors
 
 _SEED_STATE_KEY = "seed_state"
 
@@ -28,22 +28,6 @@ _SEED_STATE_KEY = "seed_state"
 _COMPILED_DRAWS = weakref.WeakKeyDictionary()
 
 PosteriorDraw = collections.namedtuple("PosteriorDraw", ["loc", "scale", "perturbation"])
-
-
-def _replica_fraction():
-    """1 / number of replicas inside a `tf.distribute` replica context, else 1.
-
-    Keras divides the compiled loss by the number of replicas before the
-    gradients are summed across them; losses from `add_loss` are not divided,
-    so an unscaled KL would be counted once per replica.
-    """
-    if keras.backend.backend() != "tensorflow":
-        return 1.0
-    import tensorflow as tf
-
-    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
-        return 1.0
-    return 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
 
 
 class BayesianLayer(keras.layers.Layer):
@@ -220,7 +204,7 @@ class BayesianLayer(keras.layers.Layer):
         return self.draw_posteriors(seed, perturb=False)[1]
 
     def add_kl_loss(self, kl, training=None):
-        """Adds kl_weight * kl (scaled for `tf.distribute`) with `add_loss`."""
+        """Adds kl_weight * kl with `add_loss` (and reports it as `kl_loss`)."""
         if training and self._kl_weight is None and not self._warned_kl_weight:
             self._warned_kl_weight = True
             warnings.warn(
@@ -232,7 +216,13 @@ class BayesianLayer(keras.layers.Layer):
                 "once before fit.",
                 stacklevel=3,
             )
-        self.add_loss(self.kl_weight_variable * kl * _replica_fraction())
+        weighted = self.kl_weight_variable * kl
+        # Keras (>= 3.8) divides add_loss terms by the number of replicas under
+        # tf.distribute, as it does the compiled loss: the KL counts once.
+        self.add_loss(weighted)
+        tracker = _kl_tracking.tracker_of(self)
+        if tracker is not None:
+            tracker.update_state(weighted)
 
     # ---------------------------------------------------- saving the RNG state
     def save_own_variables(self, store):

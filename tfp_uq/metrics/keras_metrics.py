@@ -32,6 +32,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
 
     def __init__(self, num_bins=15, name="ece", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "down"
         self.num_bins = _validation.positive_int("num_bins", num_bins)
         self.counts = self.add_variable((self.num_bins,), "zeros", name="counts")
         self.confidence_sums = self.add_variable((self.num_bins,), "zeros", name="confidence_sums")
@@ -73,6 +74,7 @@ class BrierScore(keras.metrics.MeanMetricWrapper):
 
     def __init__(self, name="brier", dtype=None):
         super().__init__(fn=_brier, name=name, dtype=dtype)
+        self._direction = "down"
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype}

@@ -1,0 +1,90 @@
+import glob
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfp_uq
+from tfp_uq import metrics
+from tfp_uq.callbacks import CalibrationLogger
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(120, 4)).astype("float32")
+LABELS = (X[:, 0] + X[:, 1] > 0).astype("int64")
+
+
+def _classifier():
+    model = keras.Sequential(
+        [keras.Input((4,)), tfp_uq.DenseFlipout(8, activation="relu", seed=1), tfp_uq.DenseFlipout(2, activation="softmax", seed=2)]
+    )
+    tfp_uq.set_kl_weight(model, num_examples=len(X))
+    model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
+    return model
+
+
+def test_history_holds_calibration_metrics_and_elbo_parts():
+    model = _classifier()
+    logger = CalibrationLogger((X[:40], LABELS[:40]), num_samples=8, every=2)
+    history = model.fit(X, LABELS, epochs=4, verbose=0, callbacks=[logger]).history
+    assert len(history["val_ece"]) == 2  # every=2 over 4 epochs: History keeps logged epochs
+    assert {"val_accuracy", "val_nll", "val_brier", "kl_loss", "data_loss"} <= set(history)
+    values, result = logger.compute()
+    assert values["ece"] == pytest.approx(metrics.expected_calibration_error(result.probs, LABELS[:40]))
+    assert values["ece"] == pytest.approx(history["val_ece"][-1])
+
+
+def test_early_stopping_on_val_ece_stops_training():
+    model = _classifier()
+    logger = CalibrationLogger((X[:40], LABELS[:40]), num_samples=4)
+    # min_delta larger than any change: no epoch counts as an improvement.
+    stop = keras.callbacks.EarlyStopping(monitor="val_ece", mode="min", patience=1, min_delta=10.0)
+    history = model.fit(X, LABELS, epochs=20, verbose=0, callbacks=[logger, stop]).history
+    assert len(history["loss"]) == 2
+
+
+def test_regression_metrics_are_logged():
+    model = keras.Sequential([keras.Input((4,)), tfp_uq.DenseFlipout(2, seed=3), tfp_uq.GaussianHead()])
+    tfp_uq.set_kl_weight(model, num_examples=len(X))
+    model.compile(keras.optimizers.Adam(0.02), tfp_uq.losses.GaussianNLL())
+    y = X[:, :1] * 2.0
+    history = model.fit(X, y, epochs=2, verbose=0, callbacks=[CalibrationLogger((X, y), num_samples=8)]).history
+    assert {"val_rmse", "val_nll", "val_crps", "val_picp"} <= set(history)
+    assert 0.0 <= history["val_picp"][-1] <= 1.0
+
+
+def test_tensorboard_events_hold_scalars_and_image_and_pngs_are_written(tmp_path):
+    model = _classifier()
+    logger = CalibrationLogger((X[:40], LABELS[:40]), num_samples=4, log_dir=str(tmp_path / "tb"), png_dir=str(tmp_path / "png"))
+    model.fit(X, LABELS, epochs=2, verbose=0, callbacks=[logger])
+    tags = {}
+    for path in glob.glob(str(tmp_path / "tb" / "calibration" / "*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    assert tags["val_ece"] == [0, 1]
+    assert tags["calibration"] == [0, 1]
+    assert sorted(os.listdir(tmp_path / "png")) == ["calibration_epoch_001.png", "calibration_epoch_002.png"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, argument",
+    [
+        ({"num_samples": 0}, ValueError, "num_samples"),
+        ({"every": 0}, ValueError, "every"),
+        ({"task": "ranking"}, ValueError, "task"),
+        ({"metrics": ["f1"]}, ValueError, "metrics"),
+    ],
+)
+def test_bad_arguments_raise_at_construction(kwargs, error, argument):
+    with pytest.raises(error, match=argument):
+        CalibrationLogger((X, LABELS), **kwargs)
+
+
+def test_mismatched_validation_data_raises_early():
+    with pytest.raises(ValueError, match="same non-zero length"):
+        CalibrationLogger((X, LABELS[:10]))
+    model = _classifier()
+    with pytest.raises(ValueError, match="per-example shape"):
+        model.fit(X, LABELS, epochs=1, verbose=0, callbacks=[CalibrationLogger((X[:, :3], LABELS))])

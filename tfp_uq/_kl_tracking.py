@@ -1,0 +1,74 @@
+"""Reporting the KL part of the ELBO in `fit` logs as `kl_loss`.
+
+One `KLTracker` metric per model, attached to the model (so Keras reports,
+resets and aggregates it like any metric) and shared by its Bayesian layers,
+which feed it their weighted KL in every train and test step.
+"""
+
+import weakref
+
+import keras
+
+_TRACKERS = weakref.WeakKeyDictionary()
+
+
+class KLTracker(keras.metrics.Metric):
+    """Mean over steps of the summed, weighted KL terms of a model's layers.
+
+    Each layer adds its term and 1 / num_layers to the step count, so the
+    result is the per-step total averaged over the epoch. Under
+    `tf.distribute` each replica adds the unscaled term; the replica sums
+    of total and count then still divide to the per-step total.
+    """
+
+    def __init__(self, num_layers, name="kl_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_layers = num_layers
+        self.total = self.add_variable((), "zeros", name="total", aggregation="sum")
+        self.count = self.add_variable((), "zeros", name="count", aggregation="sum")
+
+    def update_state(self, value):
+        self.total.assign_add(keras.ops.cast(value, self.dtype))
+        self.count.assign_add(1.0 / self.num_layers)
+
+    def result(self):
+        return self.total / keras.ops.maximum(self.count, 1e-12)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+
+def tracker_of(layer):
+    """The tracker that `layer` feeds, or None."""
+    return _TRACKERS.get(layer)
+
+
+def attach(model, layers):
+    """Makes `model` report the KL of `layers` as `kl_loss`; True if new."""
+    tracker = getattr(model, "_tfp_uq_kl_tracker", None)
+    if tracker is not None and tracker.num_layers == len(layers):
+        return False
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is not None:
+        with strategy.scope():
+            tracker = KLTracker(len(layers))
+    else:
+        tracker = KLTracker(len(layers))
+    model._tfp_uq_kl_tracker = tracker
+    for layer in layers:
+        _TRACKERS[layer] = tracker
+    # Compiled steps traced before this point do not update the tracker.
+    for attribute in ("train_function", "test_function"):
+        if getattr(model, attribute, None) is not None:
+            setattr(model, attribute, None)
+    return True
+
+
+def add_elbo_terms(logs):
+    """Adds `data_loss` = loss - kl_loss (and val_) to `logs` in place."""
+    if logs is None:
+        return
+    for prefix in ("", "val_"):
+        if f"{prefix}loss" in logs and f"{prefix}kl_loss" in logs:
+            logs[f"{prefix}data_loss"] = float(logs[f"{prefix}loss"]) - float(logs[f"{prefix}kl_loss"])
