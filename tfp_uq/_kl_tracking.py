@@ -55,7 +55,14 @@ def attach(model, layers):
             tracker = KLTracker(len(layers))
     else:
         tracker = KLTracker(len(layers))
-    model._tfp_uq_kl_tracker = tracker
+    locked = model._tracker.locked
+    if locked:  # a built subclassed model: adding a metric is allowed here
+        model._tracker.unlock()
+    try:
+        model._tfp_uq_kl_tracker = tracker
+    finally:
+        if locked:
+            model._lock_state()
     for layer in layers:
         _TRACKERS[layer] = tracker
     # Compiled steps traced before this point do not update the tracker.
