@@ -66,3 +66,15 @@ def reseed(generator, seed):
     generator.state.assign(
         ops.convert_to_tensor([seed & 0x7FFFFFFF, 0], dtype=state.dtype)
     )
+
+
+def uniform(shape, seed, dtype="float32"):
+    """Uniform draw on [0, 1) of `shape` from a `[2]`-shaped seed tensor."""
+    if _is_tensorflow():
+        import tensorflow as tf
+
+        return ops.cast(
+            tf.random.stateless_uniform(shape, seed=tf.cast(seed, "int32"), dtype="float32", alg="philox"),
+            dtype,
+        )
+    return keras.random.uniform(shape, dtype=dtype, seed=seed)

@@ -3,11 +3,11 @@
 import keras
 
 from tfp_uq import _kl_tracking, _validation
-from tfp_uq.layers._base import BayesianLayer
+from tfp_uq.layers._base import VariationalLayer
 
 
 def bayesian_layers(model):
-    """All `BayesianLayer`s of `model`, nested models included, in order.
+    """All layers of `model` that add a KL term (`VariationalLayer`s), in order.
 
     Example:
 
@@ -16,9 +16,9 @@ def bayesian_layers(model):
     """
     if not isinstance(model, keras.layers.Layer):
         raise TypeError(f"model must be a Keras model or layer, got {type(model).__name__}")
-    if isinstance(model, BayesianLayer):
+    if isinstance(model, VariationalLayer):
         return [model]
-    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, BayesianLayer)]
+    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, VariationalLayer)]
 
 
 def set_kl_weight(model, kl_weight=None, *, num_examples=None):
@@ -60,10 +60,11 @@ def set_kl_weight(model, kl_weight=None, *, num_examples=None):
 
 
 def set_deterministic(model, deterministic=True):
-    """Switches every Bayesian layer of `model` to posterior-mean outputs.
+    """Switches every stochastic tfp_uq layer of `model` to point outputs.
 
-    With `deterministic=True` the layers use their posterior means, giving a
-    point prediction; `False` restores sampling. Compiled train, test and
+    With `deterministic=True` Bayesian layers use their posterior means and
+    MC dropout layers pass inputs through, giving a point prediction; `False`
+    restores sampling. Compiled train, test and
     predict functions are reset so the change takes effect.
 
     Example:
@@ -72,9 +73,9 @@ def set_deterministic(model, deterministic=True):
     >>> tfp_uq.set_deterministic(model, False)     # back to sampling
     """
     _validation.boolean("deterministic", deterministic)
-    layers = bayesian_layers(model)
-    for layer in layers:
-        layer.deterministic = deterministic
+    for layer in model._flatten_layers(include_self=True):
+        if hasattr(layer, "deterministic"):
+            layer.deterministic = deterministic
     for attribute in ("train_function", "test_function", "predict_function"):
         if hasattr(model, attribute):
             setattr(model, attribute, None)

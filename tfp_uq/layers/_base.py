@@ -30,7 +30,117 @@ _COMPILED_DRAWS = weakref.WeakKeyDictionary()
 PosteriorDraw = collections.namedtuple("PosteriorDraw", ["loc", "scale", "perturbation"])
 
 
-class BayesianLayer(keras.layers.Layer):
+class StochasticLayer(keras.layers.Layer):
+    """Base of layers that draw random numbers: seed and its saved state.
+
+    The layer's `keras.random.SeedGenerator` state is saved with its weights,
+    so a model reloaded from `.keras` continues the same random stream, and
+    `tfp_uq.predict(seed=...)` can reseed it.
+
+    Args:
+        seed: integer seed of the layer's random draws, or None.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = _validation.optional_int("seed", seed)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    # ---------------------------------------------------- saving the RNG state
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store[_SEED_STATE_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        variables = self._trainable_variables + self._non_trainable_variables
+        keys = [k for k in store.keys() if k != _SEED_STATE_KEY]
+        if len(keys) != len(variables):
+            raise ValueError(
+                f"Layer '{self.name}' expects {len(variables)} variables, but "
+                f"the saved file holds {len(keys)}"
+            )
+        for i, variable in enumerate(variables):
+            variable.assign(store[f"{i}"])
+        if _SEED_STATE_KEY in store.keys():
+            self.seed_generator.state.assign(store[_SEED_STATE_KEY])
+
+    def get_config(self):
+        config = super().get_config()
+        config["seed"] = self.seed
+        return config
+
+
+class VariationalLayer(StochasticLayer):
+    """Base of layers that add a KL term of the ELBO, weighted by `kl_weight`.
+
+    Args:
+        kl_weight: weight of this layer's KL term in the loss (>= 0), usually
+            1 / number of training examples. None means "not set yet": the KL
+            is weighted 1.0 and training warns once.
+        **kwargs: `StochasticLayer` arguments.
+    """
+
+    def __init__(self, kl_weight=None, **kwargs):
+        super().__init__(**kwargs)
+        if kl_weight is not None:
+            kl_weight = _validation.non_negative("kl_weight", kl_weight)
+        self._kl_weight = kl_weight
+        self.kl_weight_variable = None
+        self._warned_kl_weight = False
+
+    def build_kl_weight(self):
+        """Creates the non-trainable variable holding the KL weight."""
+        if self.kl_weight_variable is None:
+            self.kl_weight_variable = self.add_weight(
+                name="kl_weight",
+                shape=(),
+                initializer=keras.initializers.Constant(
+                    1.0 if self._kl_weight is None else self._kl_weight
+                ),
+                trainable=False,
+            )
+
+    @property
+    def kl_weight(self):
+        """The configured KL weight (float), or None if it was never set."""
+        return self._kl_weight
+
+    @kl_weight.setter
+    def kl_weight(self, value):
+        value = _validation.non_negative("kl_weight", value)
+        self._kl_weight = value
+        if self.kl_weight_variable is not None:
+            self.kl_weight_variable.assign(value)
+
+    def add_kl_loss(self, kl, training=None):
+        """Adds kl_weight * kl with `add_loss` (and reports it as `kl_loss`)."""
+        if training and self._kl_weight is None and not self._warned_kl_weight:
+            self._warned_kl_weight = True
+            warnings.warn(
+                "A tfp_uq Bayesian layer's kl_weight is not set, so "
+                "its KL term is weighted 1.0, which over-regularises unless the "
+                "loss is summed over the whole data set. Pass "
+                "kl_weight=1/num_train_examples to the layer, or call "
+                "tfp_uq.set_kl_weight(model, num_examples=num_train_examples) "
+                "once before fit.",
+                stacklevel=3,
+            )
+        weighted = self.kl_weight_variable * kl
+        # Keras (>= 3.8) divides add_loss terms by the number of replicas under
+        # tf.distribute, as it does the compiled loss: the KL counts once.
+        self.add_loss(weighted)
+        tracker = _kl_tracking.tracker_of(self)
+        if tracker is not None:
+            tracker.update_state(weighted)
+
+    def get_config(self):
+        config = super().get_config()
+        config["kl_weight"] = self._kl_weight
+        return config
+
+
+class BayesianLayer(VariationalLayer):
     """Base class of layers with mean-field Normal posteriors over weights.
 
     Subclasses create their weights with `add_posterior` in `build`; a call
@@ -41,9 +151,8 @@ class BayesianLayer(keras.layers.Layer):
         prior: a `tfp_uq.priors.Prior`, a `tfp.distributions.Distribution` or
             None (standard Normal).
         posterior_scale_init: initial posterior standard deviation (> 0).
-        kl_weight: weight of this layer's KL term in the loss (>= 0), usually
-            1 / number of training examples. None means "not set yet": the KL
-            is weighted 1.0 and training warns once.
+        kl_weight: weight of the KL term, usually 1 / number of training
+            examples (see `VariationalLayer`).
         seed: integer seed of the layer's random draws, or None.
         deterministic: if True, the layer uses the posterior mean instead of
             sampling (a point prediction); sampling is the Bayesian default in
@@ -63,20 +172,13 @@ class BayesianLayer(keras.layers.Layer):
         # Variables stay float32 under mixed precision; samples are cast to the
         # compute dtype just before the linear operation, the KL never is.
         kwargs.setdefault("autocast", False)
-        super().__init__(**kwargs)
+        super().__init__(kl_weight=kl_weight, seed=seed, **kwargs)
         self.prior = priors.get(prior)
         self.posterior_scale_init = _validation.positive(
             "posterior_scale_init", posterior_scale_init
         )
-        if kl_weight is not None:
-            kl_weight = _validation.non_negative("kl_weight", kl_weight)
-        self._kl_weight = kl_weight
-        self.seed = _validation.optional_int("seed", seed)
         self.deterministic = _validation.boolean("deterministic", deterministic)
-        self.seed_generator = keras.random.SeedGenerator(seed)
         self._posteriors = {}
-        self.kl_weight_variable = None
-        self._warned_kl_weight = False
 
     # ----------------------------------------------------------------- weights
     def add_posterior(self, name, shape, initializer):
@@ -96,15 +198,7 @@ class BayesianLayer(keras.layers.Layer):
         )
         prior_variables = self.prior.build(self, name, tuple(shape))
         self._posteriors[name] = (loc, rho, prior_variables)
-        if self.kl_weight_variable is None:
-            self.kl_weight_variable = self.add_weight(
-                name="kl_weight",
-                shape=(),
-                initializer=keras.initializers.Constant(
-                    1.0 if self._kl_weight is None else self._kl_weight
-                ),
-                trainable=False,
-            )
+        self.build_kl_weight()
         return loc
 
     def posterior_loc(self, name):
@@ -180,19 +274,6 @@ class BayesianLayer(keras.layers.Layer):
         """The variables the prior learns for weight `name` (a dict)."""
         return self._posteriors[name][2]
 
-    # --------------------------------------------------------------------- KL
-    @property
-    def kl_weight(self):
-        """The configured KL weight (float), or None if it was never set."""
-        return self._kl_weight
-
-    @kl_weight.setter
-    def kl_weight(self, value):
-        value = _validation.non_negative("kl_weight", value)
-        self._kl_weight = value
-        if self.kl_weight_variable is not None:
-            self.kl_weight_variable.assign(value)
-
     def kl_divergence(self, seed=None):
         """KL(q || p) of all this layer's weights, summed (float32 scalar).
 
@@ -203,53 +284,12 @@ class BayesianLayer(keras.layers.Layer):
             seed = self.seed_generator.next()
         return self.draw_posteriors(seed, perturb=False)[1]
 
-    def add_kl_loss(self, kl, training=None):
-        """Adds kl_weight * kl with `add_loss` (and reports it as `kl_loss`)."""
-        if training and self._kl_weight is None and not self._warned_kl_weight:
-            self._warned_kl_weight = True
-            warnings.warn(
-                "A tfp_uq Bayesian layer's kl_weight is not set, so "
-                "its KL term is weighted 1.0, which over-regularises unless the "
-                "loss is summed over the whole data set. Pass "
-                "kl_weight=1/num_train_examples to the layer, or call "
-                "tfp_uq.set_kl_weight(model, num_examples=num_train_examples) "
-                "once before fit.",
-                stacklevel=3,
-            )
-        weighted = self.kl_weight_variable * kl
-        # Keras (>= 3.8) divides add_loss terms by the number of replicas under
-        # tf.distribute, as it does the compiled loss: the KL counts once.
-        self.add_loss(weighted)
-        tracker = _kl_tracking.tracker_of(self)
-        if tracker is not None:
-            tracker.update_state(weighted)
-
-    # ---------------------------------------------------- saving the RNG state
-    def save_own_variables(self, store):
-        super().save_own_variables(store)
-        store[_SEED_STATE_KEY] = self.seed_generator.state
-
-    def load_own_variables(self, store):
-        variables = self._trainable_variables + self._non_trainable_variables
-        keys = [k for k in store.keys() if k != _SEED_STATE_KEY]
-        if len(keys) != len(variables):
-            raise ValueError(
-                f"Layer '{self.name}' expects {len(variables)} variables, but "
-                f"the saved file holds {len(keys)}"
-            )
-        for i, variable in enumerate(variables):
-            variable.assign(store[f"{i}"])
-        if _SEED_STATE_KEY in store.keys():
-            self.seed_generator.state.assign(store[_SEED_STATE_KEY])
-
     def get_config(self):
         config = super().get_config()
         config.update(
             {
                 "prior": priors.serialize(self.prior),
                 "posterior_scale_init": self.posterior_scale_init,
-                "kl_weight": self._kl_weight,
-                "seed": self.seed,
                 "deterministic": self.deterministic,
             }
         )

@@ -70,6 +70,19 @@ class BayesianLinear(BayesianLayer):
     def _linear(self, inputs, kernel):
         raise NotImplementedError
 
+    # Axis of the features (Dense, channels_last) or channels (channels_first).
+    _channel_axis = -1
+
+    def _flip_shape(self, shape):
+        """Shape of per-example random signs for a tensor of `shape`.
+
+        One sign per example and feature, shared by the other axes (time
+        steps, pixels), which share the weights: the flipped perturbation is
+        then one weight perturbation per example.
+        """
+        channel = self._channel_axis % len(shape)
+        return tuple(d if i in (0, channel) else 1 for i, d in enumerate(shape))
+
     def _add_bias(self, outputs, bias):
         raise NotImplementedError
 
@@ -158,12 +171,12 @@ class Flipout:
     def _sample_outputs(self, inputs, seed):
         draws, kl = self.draw_posteriors(seed)
         sign_in = _random.rademacher(
-            ops.shape(inputs), _random.substream(seed, 10), self.compute_dtype
+            self._flip_shape(ops.shape(inputs)), _random.substream(seed, 10), self.compute_dtype
         )
         bias_delta = draws["bias"].perturbation if "bias" in draws else None
         perturbation = self._outputs(inputs * sign_in, draws["kernel"].perturbation, bias_delta)
         sign_out = _random.rademacher(
-            ops.shape(perturbation), _random.substream(seed, 11), self.compute_dtype
+            self._flip_shape(ops.shape(perturbation)), _random.substream(seed, 11), self.compute_dtype
         )
         return self._mean_outputs(inputs, draws) + perturbation * sign_out, kl
 

@@ -1,0 +1,106 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+import tfp_uq
+from tfp_uq import layers
+
+CASES = [
+    (layers.Conv1DReparameterization, (7, 2)),
+    (layers.Conv1DFlipout, (7, 2)),
+    (layers.Conv2DReparameterization, (5, 5, 2)),
+    (layers.Conv2DFlipout, (5, 5, 2)),
+    (layers.Conv3DReparameterization, (4, 4, 4, 1)),
+    (layers.Conv3DFlipout, (4, 4, 4, 1)),
+]
+
+
+def _layer(cls, **kwargs):
+    layer = cls(2, 3, padding="same", posterior_scale_init=0.3, kl_weight=0.0, seed=4, **kwargs)
+    return layer
+
+
+@pytest.mark.parametrize("cls, shape", CASES, ids=lambda c: getattr(c, "__name__", ""))
+def test_linear_conv_predictive_moments_match_closed_form(cls, shape):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1,) + shape).astype("float32")
+    layer = _layer(cls)
+    layer.build(x.shape)
+    for variable in layer.trainable_weights:
+        variable.assign(variable + rng.normal(0.0, 0.2, variable.shape).astype("float32"))
+    scale = layer.posterior_scale("kernel")
+    exact_mean = (layer._linear(x, layer.kernel) + layer.bias).numpy()
+    exact_var = (layer._linear(x**2, scale**2) + layer.posterior_scale("bias") ** 2).numpy()
+
+    copies, calls = 16, 800
+    tiled = tf.constant(np.repeat(x, copies, axis=0))
+
+    @tf.function
+    def moments():
+        total = tf.zeros((copies,) + exact_mean.shape[1:])
+        total_sq = tf.zeros_like(total)
+        for _ in tf.range(calls):
+            y = layer(tiled)
+            total += y
+            total_sq += y * y
+        return tf.reduce_sum(total, 0), tf.reduce_sum(total_sq, 0)
+
+    total, total_sq = (t.numpy() for t in moments())
+    mean = total / (copies * calls)
+    var = total_sq / (copies * calls) - mean**2
+    np.testing.assert_allclose(mean, exact_mean[0], atol=5 * np.sqrt(exact_var.max() / calls))
+    np.testing.assert_allclose(var, exact_var[0], rtol=0.2)
+
+
+def test_vectorised_predict_of_conv_matches_closed_form_variance():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 6, 6, 2)).astype("float32")
+    layer = _layer(layers.Conv2DReparameterization)
+    model = keras.Sequential([keras.Input((6, 6, 2)), layer])
+    scale = layer.posterior_scale("kernel")
+    exact_var = (layer._linear(x**2, scale**2) + layer.posterior_scale("bias") ** 2).numpy()
+    result = tfp_uq.predict(model, x, num_samples=3000, seed=0, task="regression")
+    np.testing.assert_allclose(result.epistemic_variance, exact_var, rtol=0.12)
+
+
+def test_channels_first_matches_channels_last():
+    x = np.random.default_rng(2).normal(size=(2, 6, 6, 3)).astype("float32")
+    last = layers.Conv2DFlipout(4, 3, deterministic=True, kl_weight=0.0)
+    first = layers.Conv2DFlipout(4, 3, data_format="channels_first", deterministic=True, kl_weight=0.0)
+    last.build(x.shape)
+    first.build((2, 3, 6, 6))
+    first.set_weights(last.get_weights())
+    np.testing.assert_allclose(
+        first(np.transpose(x, (0, 3, 1, 2))), np.transpose(last(x), (0, 3, 1, 2)), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_output_shape_equals_keras_conv():
+    for kwargs in [dict(strides=2), dict(padding="same", strides=2), dict(dilation_rate=2)]:
+        ours = layers.Conv2DFlipout(3, 3, **kwargs)
+        theirs = keras.layers.Conv2D(3, 3, **kwargs)
+        assert ours.compute_output_shape((None, 11, 9, 2)) == theirs.compute_output_shape((None, 11, 9, 2))
+        assert tuple(ours(np.zeros((1, 11, 9, 2), "float32")).shape[1:]) == theirs.compute_output_shape((None, 11, 9, 2))[1:]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, argument",
+    [
+        ({"filters": 0, "kernel_size": 3}, ValueError, "filters"),
+        ({"filters": 2, "kernel_size": 0}, ValueError, "kernel_size"),
+        ({"filters": 2, "kernel_size": (3, 3, 3)}, ValueError, "kernel_size"),
+        ({"filters": 2, "kernel_size": 3, "padding": "causal"}, ValueError, "padding"),
+        ({"filters": 2, "kernel_size": 3, "data_format": "nhwc"}, ValueError, "data_format"),
+        ({"filters": 2, "kernel_size": 3, "strides": 2, "dilation_rate": 2}, ValueError, "dilation_rate"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, error, argument):
+    with pytest.raises(error, match=argument):
+        layers.Conv2DFlipout(**kwargs)
+
+
+def test_wrong_input_rank_raises():
+    with pytest.raises(ValueError, match="rank 4"):
+        layers.Conv2DFlipout(2, 3).build((None, 5, 2))

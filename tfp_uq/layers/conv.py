@@ -1,0 +1,178 @@
+"""Bayesian drop-in replacements for `keras.layers.Conv1D/2D/3D`."""
+
+import math
+
+import keras
+from keras import ops
+
+from tfp_uq import _validation
+from tfp_uq.layers import _estimators
+
+PADDINGS = ("valid", "same")
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def _tuple(name, value, rank):
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,) * rank
+    value = tuple(value) if isinstance(value, (tuple, list)) else value
+    if not (isinstance(value, tuple) and len(value) == rank and all(isinstance(v, int) and v > 0 for v in value)):
+        raise ValueError(f"{name} must be a positive integer or a tuple of {rank} positive integers, got {value!r}")
+    return value
+
+
+class BayesianConv(_estimators.BayesianLinear):
+    """Shared convolution part: y = activation(conv(x, W) + b), W, b ~ q.
+
+    Subclasses set `rank` (1, 2 or 3) and an estimator mixin. Arguments are
+    those of `keras.layers.ConvND` (filters, kernel_size, strides, padding,
+    data_format, dilation_rate, activation, use_bias, initializers) plus the
+    Bayesian ones of the Dense layers.
+    """
+
+    rank = None
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format=None,
+        dilation_rate=1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = _validation.positive_int("filters", filters)
+        self.kernel_size = _tuple("kernel_size", kernel_size, self.rank)
+        self.strides = _tuple("strides", strides, self.rank)
+        self.dilation_rate = _tuple("dilation_rate", dilation_rate, self.rank)
+        self.padding = _validation.one_of("padding", padding, PADDINGS)
+        self.data_format = _validation.one_of(
+            "data_format", data_format or keras.config.image_data_format(), DATA_FORMATS
+        )
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError("strides > 1 together with dilation_rate > 1 is not supported")
+        self._channel_axis = -1 if self.data_format == "channels_last" else 1
+
+    def build(self, input_shape):
+        name = type(self).__name__
+        if len(input_shape) != self.rank + 2:
+            raise ValueError(f"{name} needs inputs of rank {self.rank + 2}, got shape {tuple(input_shape)}")
+        channels = input_shape[self._channel_axis]
+        if channels is None:
+            raise ValueError(f"{name} needs a known channel dimension, got shape {tuple(input_shape)}")
+        self.build_kernel_and_bias(self.kernel_size + (channels, self.filters), (self.filters,))
+        self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2, axes={self._channel_axis: channels})
+        self.built = True
+
+    def _linear(self, inputs, kernel):
+        return ops.conv(
+            inputs, kernel, strides=self.strides, padding=self.padding,
+            data_format=self.data_format, dilation_rate=self.dilation_rate,
+        )
+
+    def _add_bias(self, outputs, bias):
+        if self.data_format == "channels_first":
+            bias = ops.reshape(bias, (-1,) + (1,) * self.rank)
+        return outputs + bias
+
+    def _linear_per_sample(self, inputs, kernels, biases, num_samples):
+        # Per-sample convolutions: measured faster on CPU than one grouped
+        # convolution over samples stacked as channel groups.
+        blocks = ops.split(inputs, num_samples, axis=0)
+        outputs = [self._linear(block, kernels[s]) for s, block in enumerate(blocks)]
+        if biases is not None:
+            outputs = [self._add_bias(out, biases[s]) for s, out in enumerate(outputs)]
+        return ops.concatenate(outputs, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        spatial_axes = range(1, self.rank + 1) if self.data_format == "channels_last" else range(2, self.rank + 2)
+        spatial = []
+        for size, kernel, stride, dilation in zip(
+            (input_shape[i] for i in spatial_axes), self.kernel_size, self.strides, self.dilation_rate
+        ):
+            if size is None:
+                spatial.append(None)
+            elif self.padding == "same":
+                spatial.append(math.ceil(size / stride))
+            else:
+                spatial.append((size - dilation * (kernel - 1) - 1) // stride + 1)
+        if self.data_format == "channels_last":
+            return (input_shape[0], *spatial, self.filters)
+        return (input_shape[0], self.filters, *spatial)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "padding": self.padding,
+                "data_format": self.data_format,
+                "dilation_rate": self.dilation_rate,
+            }
+        )
+        return config
+
+
+def _doc(rank, estimator, sentence):
+    return f"""{rank}D convolution with a weight posterior, {estimator}.
+
+    A drop-in for `keras.layers.Conv{rank}D`: {sentence}
+
+    Args:
+        filters, kernel_size, strides, padding ("valid" or "same"),
+        data_format, dilation_rate, activation, use_bias, kernel_initializer,
+        bias_initializer: as in `keras.layers.Conv{rank}D`.
+        bayesian_bias, prior, posterior_scale_init, kl_weight, seed,
+        deterministic: as in `tfp_uq.layers.DenseFlipout`.
+
+    Example:
+
+    >>> layer = tfp_uq.layers.Conv{rank}D{estimator.title().replace(' ', '')}(16, 3, activation="relu")
+    """
+
+
+_REPARAMETERIZATION = "one kernel draw W = loc + scale * eps per call (Blundell et al. 2015)."
+_FLIPOUT = (
+    "one perturbation per call, its sign flipped per example and channel, so "
+    "examples see pseudo-independent kernels (Wen et al. 2018)."
+)
+
+
+@keras.saving.register_keras_serializable(package="tfp_uq")
+class Conv1DReparameterization(_estimators.Reparameterization, BayesianConv):
+    __doc__ = _doc(1, "reparameterization", _REPARAMETERIZATION)
+    rank = 1
+
+
+@keras.saving.register_keras_serializable(package="tfp_uq")
+class Conv2DReparameterization(_estimators.Reparameterization, BayesianConv):
+    __doc__ = _doc(2, "reparameterization", _REPARAMETERIZATION)
+    rank = 2
+
+
+@keras.saving.register_keras_serializable(package="tfp_uq")
+class Conv3DReparameterization(_estimators.Reparameterization, BayesianConv):
+    __doc__ = _doc(3, "reparameterization", _REPARAMETERIZATION)
+    rank = 3
+
+
+@keras.saving.register_keras_serializable(package="tfp_uq")
+class Conv1DFlipout(_estimators.Flipout, BayesianConv):
+    __doc__ = _doc(1, "flipout", _FLIPOUT)
+    rank = 1
+
+
+@keras.saving.register_keras_serializable(package="tfp_uq")
+class Conv2DFlipout(_estimators.Flipout, BayesianConv):
+    __doc__ = _doc(2, "flipout", _FLIPOUT)
+    rank = 2
+
+
+@keras.saving.register_keras_serializable(package="tfp_uq")
+class Conv3DFlipout(_estimators.Flipout, BayesianConv):
+    __doc__ = _doc(3, "flipout", _FLIPOUT)
+    rank = 3
