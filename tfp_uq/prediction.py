@@ -7,11 +7,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfp_uq import _sampling, _validation
+from tfp_uq import _sampling, _summaries, _validation
 from tfp_uq.layers.heads import GaussianHead
 
 TASKS = ("auto", "classification", "regression")
-_EPS = 1e-12
 # Upper bound on the floats one compiled chunk of samples x inputs holds in
 # its widest activation, to bound memory (64 MiB of float32).
 _MAX_CHUNK_FLOATS = 16 * 2**20
@@ -170,46 +169,6 @@ def _draw_samples(model, inputs, num_samples, batch_size, jit_compile, determini
     return np.concatenate(chunks, axis=1).astype("float64")
 
 
-def _classification(samples, from_logits):
-    if from_logits:
-        shifted = samples - samples.max(axis=-1, keepdims=True)
-        samples = np.exp(shifted)
-        samples /= samples.sum(axis=-1, keepdims=True)
-    probs = samples.mean(axis=0)
-    total = -np.sum(probs * np.log(probs + _EPS), axis=-1)
-    expected = -np.mean(np.sum(samples * np.log(samples + _EPS), axis=-1), axis=0)
-    votes = np.argmax(samples, axis=-1)
-    num_classes = samples.shape[-1]
-    counts = np.stack([(votes == k).sum(axis=0) for k in range(num_classes)], axis=-1)
-    return {
-        "mean": probs,
-        "probs": probs,
-        "total_entropy": total,
-        "expected_entropy": expected,
-        # Clipped at 0: the two entropies can differ by rounding when equal.
-        "mutual_information": np.maximum(total - expected, 0.0),
-        "variation_ratio": 1.0 - counts.max(axis=-1) / samples.shape[0],
-        "samples": samples,
-    }
-
-
-def _regression(samples, gaussian):
-    if gaussian:
-        half = samples.shape[-1] // 2
-        loc, scale = samples[..., :half], samples[..., half:]
-        aleatoric = np.mean(scale**2, axis=0)
-    else:
-        loc, aleatoric = samples, np.zeros(samples.shape[1:])
-    epistemic = loc.var(axis=0)
-    return {
-        "mean": loc.mean(axis=0),
-        "variance": aleatoric + epistemic,
-        "aleatoric_variance": aleatoric,
-        "epistemic_variance": epistemic,
-        "samples": samples,
-    }
-
-
 def _looks_like_probabilities(samples):
     return (
         samples.shape[-1] > 1
@@ -307,9 +266,11 @@ def predict(
             else "regression"
         )
     if task == "classification":
-        fields = _classification(samples, from_logits)
+        fields = _summaries.classification(samples, from_logits)
+        fields["mean"] = fields["probs"]
     else:
-        fields = _regression(samples, gaussian)
-    if not return_samples:
-        fields["samples"] = None
-    return PredictionResult(task=task, num_samples=num_samples, **fields)
+        fields = _summaries.regression(samples, gaussian)
+    fields = {key: np.asarray(keras.ops.convert_to_numpy(value)) for key, value in fields.items()}
+    return PredictionResult(
+        task=task, num_samples=num_samples, samples=samples if return_samples else None, **fields
+    )

@@ -1,0 +1,73 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import tfp_uq
+from tfp_uq import layers
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "_scripts", "serve_export.py")
+X = np.random.default_rng(0).normal(size=(7, 4)).astype("float32")
+
+
+def _serve_in_fresh_process(path, x, tmp_path):
+    np.save(tmp_path / "x.npy", x)
+    env = {**os.environ, "PYTHONPATH": ""}
+    completed = subprocess.run(
+        [sys.executable, SCRIPT, str(path), str(tmp_path / "x.npy")],
+        capture_output=True, text=True, timeout=300, cwd=str(tmp_path), env=env,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_classifier_export_serves_uncertainty_without_tfp_uq(tmp_path):
+    model = keras.Sequential(
+        [keras.Input((4,)), layers.DenseFlipout(8, activation="relu", seed=1, posterior_scale_init=0.3),
+         layers.DenseFlipout(3, activation="softmax", seed=2, posterior_scale_init=0.3)]
+    )
+    path = tfp_uq.export(model, tmp_path / "export", num_samples=40, task="classification", threshold=0.9, seed=5)
+    served = _serve_in_fresh_process(path, X, tmp_path)
+    assert not served["tfp_uq_imported"]
+    outputs = {k: np.asarray(v) for k, v in served["outputs"].items()}
+    assert set(outputs) == {"mean", "probs", "predicted_class", "entropy", "expected_entropy",
+                            "mutual_information", "variation_ratio", "refer"}
+    assert outputs["probs"].shape == (7, 3) and outputs["refer"].shape == (7,)
+    # Same seed, same graph: the first served call equals tfp_uq.predict under XLA.
+    expected = tfp_uq.predict(model, X, num_samples=40, seed=5, jit_compile=True)
+    np.testing.assert_allclose(outputs["probs"], expected.probs, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(outputs["mutual_information"], expected.mutual_information, rtol=1e-3, atol=1e-6)
+    np.testing.assert_array_equal(outputs["refer"], expected.total_entropy > 0.9)
+
+
+def test_regression_export_splits_std(tmp_path):
+    model = keras.Sequential(
+        [keras.Input((4,)), layers.DenseReparameterization(2, seed=3, posterior_scale_init=0.2), layers.GaussianHead()]
+    )
+    path = tfp_uq.export(model, tmp_path / "export", num_samples=50, task="regression", seed=1)
+    outputs = {k: np.asarray(v) for k, v in _serve_in_fresh_process(path, X, tmp_path)["outputs"].items()}
+    expected = tfp_uq.predict(model, X, num_samples=50, seed=1, jit_compile=True)
+    np.testing.assert_allclose(outputs["mean"], expected.mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(outputs["aleatoric_std"] ** 2, expected.aleatoric_variance, rtol=1e-3)
+    np.testing.assert_allclose(outputs["epistemic_std"] ** 2, expected.epistemic_variance, rtol=1e-3, atol=1e-7)
+    np.testing.assert_allclose(outputs["total_std"] ** 2, outputs["aleatoric_std"] ** 2 + outputs["epistemic_std"] ** 2, rtol=1e-4)
+
+
+def test_bad_export_arguments_raise(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(2, activation="softmax")])
+    with pytest.raises(ValueError, match="task"):
+        tfp_uq.export(model, tmp_path / "a", task="ranking")
+    with pytest.raises(ValueError, match="num_samples"):
+        tfp_uq.export(model, tmp_path / "b", num_samples=0)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "file.txt").write_text("x")
+    with pytest.raises(ValueError, match="overwrite"):
+        tfp_uq.export(model, tmp_path / "full")
+    with pytest.raises(ValueError, match="refer_on"):
+        tfp_uq.export(model, tmp_path / "c", threshold=0.5, refer_on="confidence")
+    tfp_uq.export(model, tmp_path / "full", overwrite=True, num_samples=2)
+    assert (tmp_path / "full" / "saved_model.pb").exists()

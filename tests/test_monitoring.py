@@ -1,0 +1,55 @@
+import keras
+import numpy as np
+import pytest
+
+import tfp_uq
+from tfp_uq.monitoring import UncertaintyMonitor
+
+
+@pytest.fixture(scope="module")
+def digits_scores():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype("float32")
+    model = keras.Sequential(
+        [keras.Input((64,)), tfp_uq.DenseFlipout(64, activation="relu", seed=1), tfp_uq.DenseFlipout(10, activation="softmax", seed=2)]
+    )
+    tfp_uq.set_kl_weight(model, num_examples=1000)
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", jit_compile=True)
+    model.fit(x[:1000], y[:1000], epochs=15, batch_size=64, verbose=0)
+    score = lambda data: tfp_uq.predict(model, data, num_samples=30, seed=0).total_entropy  # noqa: E731
+    noise = np.random.default_rng(0).uniform(0, 1, size=(200, 64)).astype("float32")
+    return score(x[1000:1400]), score(x[1400:1600]), score(noise)
+
+
+def test_monitor_flags_noise_images_and_not_in_distribution(digits_scores):
+    reference, in_distribution, noise = digits_scores
+    monitor = UncertaintyMonitor().fit(reference)
+    assert not monitor.score(in_distribution)["drift"]
+    report = monitor.score(noise)
+    assert report["drift"] and report["psi"] > 0.2 and report["ks_pvalue"] < 0.01
+
+
+def test_monitor_state_round_trips_through_json(tmp_path, digits_scores):
+    reference, in_distribution, _ = digits_scores
+    monitor = UncertaintyMonitor(num_bins=8).fit(reference)
+    monitor.save(tmp_path / "monitor.json")
+    restored = UncertaintyMonitor.load(tmp_path / "monitor.json")
+    assert restored.score(in_distribution) == monitor.score(in_distribution)
+
+
+def test_psi_by_hand():
+    monitor = UncertaintyMonitor(num_bins=2).fit([0.0, 1.0, 2.0, 3.0])  # median edge at 1.5
+    report = monitor.score([0.0, 0.5, 1.0, 2.0])  # 3/4 below, 1/4 above
+    expected = (0.75 - 0.5) * np.log(0.75 / 0.5) + (0.25 - 0.5) * np.log(0.25 / 0.5)
+    assert report["psi"] == pytest.approx(expected)
+
+
+def test_bad_monitor_input_raises():
+    with pytest.raises(ValueError, match="fit"):
+        UncertaintyMonitor().score([0.1, 0.2])
+    with pytest.raises(ValueError, match="reference_scores"):
+        UncertaintyMonitor().fit([0.1])
+    with pytest.raises(ValueError, match="ks_alpha"):
+        UncertaintyMonitor(ks_alpha=2.0)

@@ -1,0 +1,50 @@
+"""Predictive summaries of Monte Carlo samples, in `keras.ops`.
+
+Shared by `tfp_uq.predict` (on NumPy samples) and by `tfp_uq.export` (inside
+the serving graph). Samples have the sample axis first.
+"""
+
+from keras import ops
+
+_EPS = 1e-12
+
+
+def _entropy(probs, axis=-1):
+    return -ops.sum(probs * ops.log(probs + _EPS), axis=axis)
+
+
+def classification(samples, from_logits=False):
+    """Probabilities, entropies, mutual information and variation ratio."""
+    if from_logits:
+        samples = ops.softmax(samples, axis=-1)
+    probs = ops.mean(samples, axis=0)
+    total = _entropy(probs)
+    expected = ops.mean(_entropy(samples), axis=0)
+    num_samples, num_classes = samples.shape[0], samples.shape[-1]
+    votes = ops.sum(ops.one_hot(ops.argmax(samples, axis=-1), num_classes, dtype=samples.dtype), axis=0)
+    return {
+        "probs": probs,
+        "total_entropy": total,
+        "expected_entropy": expected,
+        # Clipped at 0: the two entropies can differ by rounding when equal.
+        "mutual_information": ops.maximum(total - expected, 0.0),
+        "variation_ratio": 1.0 - ops.max(votes, axis=-1) / num_samples,
+    }
+
+
+def regression(samples, gaussian):
+    """Mean and the law-of-total-variance split (aleatoric + epistemic)."""
+    if gaussian:
+        loc, scale = ops.split(samples, 2, axis=-1)
+        aleatoric = ops.mean(ops.square(scale), axis=0)
+    else:
+        loc = samples
+        aleatoric = ops.zeros_like(samples[0])
+    mean = ops.mean(loc, axis=0)
+    epistemic = ops.mean(ops.square(loc - mean), axis=0)
+    return {
+        "mean": mean,
+        "variance": aleatoric + epistemic,
+        "aleatoric_variance": aleatoric,
+        "epistemic_variance": epistemic,
+    }

@@ -1,0 +1,146 @@
+"""SavedModel export whose serving signature returns mean and uncertainty."""
+
+import os
+import shutil
+
+import keras
+
+from tfp_uq import _sampling, _summaries, _validation, prediction
+
+TASKS = ("classification", "regression")
+_DEFAULT_REFER_ON = {"classification": "entropy", "regression": "total_std"}
+
+
+def _forward_samples(model, inputs, num_samples):
+    """(num_samples, batch, ...) model outputs, all samples in one pass."""
+    from keras import ops
+
+    tiled = [ops.tile(x, (num_samples,) + (1,) * (len(x.shape) - 1)) for x in inputs]
+    with _sampling.vectorized(num_samples):
+        outputs = model(tiled if len(tiled) > 1 else tiled[0], training=False)
+    return ops.reshape(outputs, (num_samples, -1) + tuple(outputs.shape[1:]))
+
+
+def serving_outputs(samples, task, gaussian=False, from_logits=False):
+    """Named serving tensors from Monte Carlo samples (keras.ops)."""
+    from keras import ops
+
+    if task == "classification":
+        stats = _summaries.classification(samples, from_logits)
+        return {
+            "mean": stats["probs"],
+            "probs": stats["probs"],
+            "predicted_class": ops.argmax(stats["probs"], axis=-1),
+            "entropy": stats["total_entropy"],
+            "expected_entropy": stats["expected_entropy"],
+            "mutual_information": stats["mutual_information"],
+            "variation_ratio": stats["variation_ratio"],
+        }
+    stats = _summaries.regression(samples, gaussian)
+    return {
+        "mean": stats["mean"],
+        "total_std": ops.sqrt(stats["variance"]),
+        "aleatoric_std": ops.sqrt(stats["aleatoric_variance"]),
+        "epistemic_std": ops.sqrt(stats["epistemic_variance"]),
+    }
+
+
+def export(
+    model,
+    path,
+    num_samples=100,
+    task="classification",
+    threshold=None,
+    refer_on=None,
+    from_logits=False,
+    seed=None,
+    jit_compile=True,
+    overwrite=False,
+):
+    """Writes a SavedModel that serves the Monte Carlo predictive.
+
+    The default signature ("serve" and "serving_default") takes a batch of
+    inputs and returns named tensors; the `num_samples` samples run inside
+    the graph (under XLA with `jit_compile`), so serving needs TensorFlow
+    only, not tfp_uq:
+
+    - classification: `mean` and `probs` (predictive probabilities),
+      `predicted_class`, `entropy` (total, nats), `expected_entropy`
+      (aleatoric), `mutual_information` (epistemic), `variation_ratio`;
+    - regression: `mean`, `total_std`, `aleatoric_std` (from a
+      `GaussianHead`, else 0), `epistemic_std`;
+    - `refer` (bool, per input) when `threshold` is given: True where the
+      `refer_on` output (default `entropy`, or `total_std`, any target) is
+      above it, i.e. inputs to hand to a person.
+
+    Args:
+        model: a built Keras model.
+        path: folder to write (must not exist or be empty, unless `overwrite`).
+        num_samples: Monte Carlo samples per request (positive integer).
+        task: "classification" or "regression".
+        threshold: optional referral threshold (float).
+        refer_on: name of the output compared with `threshold`.
+        from_logits: classification outputs are logits.
+        seed: reseed the model's random layers before export (reproducible
+            serving streams); their state in the model is restored after.
+        jit_compile: compile the serving function with XLA.
+        overwrite: replace an existing, non-empty `path`.
+
+    Returns:
+        The path written.
+
+    Example:
+
+    >>> tfp_uq.export(model, "bnn_savedmodel", num_samples=50, task="classification",
+    ...               threshold=0.5)
+    >>> served = tf.saved_model.load("bnn_savedmodel")
+    >>> served.serve(x)["mutual_information"]
+    """
+    import tensorflow as tf
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+    num_samples = _validation.positive_int("num_samples", num_samples)
+    task = _validation.one_of("task", task, TASKS)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a string or path, got {type(path).__name__}")
+    path = os.fspath(path)
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        if not _validation.boolean("overwrite", overwrite):
+            raise ValueError(f"path {path!r} exists and is not empty; pass overwrite=True to replace it")
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    gaussian = prediction._has_gaussian_head(model)
+    if threshold is not None:
+        threshold = _validation.real("threshold", threshold)
+        refer_on = refer_on or _DEFAULT_REFER_ON[task]
+        allowed = tuple(serving_outputs(tf.zeros((2, 1, 2)), task, gaussian=False))
+        _validation.one_of("refer_on", refer_on, allowed)
+    seed = _validation.optional_int("seed", seed)
+    if not model.inputs:
+        raise ValueError("model must have known inputs (a Functional or Sequential model, or one called on data)")
+
+    specs = [tf.TensorSpec((None,) + tuple(x.shape[1:]), x.dtype, name=x.name.split(":")[0]) for x in model.inputs]
+
+    def serve(*inputs):
+        samples = _forward_samples(model, list(inputs), num_samples)
+        outputs = serving_outputs(samples, task, gaussian, from_logits)
+        if threshold is not None:
+            score = outputs[refer_on]
+            if len(score.shape) > 1:
+                score = tf.reduce_max(score, axis=list(range(1, len(score.shape))))
+            outputs["refer"] = score > threshold
+        return outputs
+
+    layers = prediction._stochastic_layers(model)
+    old_states = prediction._reseed(layers, seed) if seed is not None and layers else None
+    try:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        function = tf.function(serve, input_signature=specs, jit_compile=jit_compile, autograph=False)
+        archive.add_endpoint("serve", function)
+        archive.write_out(path, verbose=False)
+    finally:
+        if old_states is not None:
+            for layer, state in zip(layers, old_states):
+                layer.seed_generator.state.assign(state)
+    return path
