@@ -1,0 +1,3 @@
+"""Sampling-based inference: HMC and NUTS for small Keras models."""
+
+from tfp_uq.inference.hmc import PosteriorSamples, sample_posterior
