@@ -71,3 +71,18 @@ def test_bad_export_arguments_raise(tmp_path):
         tfp_uq.export(model, tmp_path / "c", threshold=0.5, refer_on="confidence")
     tfp_uq.export(model, tmp_path / "full", overwrite=True, num_samples=2)
     assert (tmp_path / "full" / "saved_model.pb").exists()
+
+
+def test_hmc_posterior_exports(tmp_path):
+    from tfp_uq.inference import sample_posterior
+
+    rng = np.random.default_rng(0)
+    y = (X @ np.array([[1.0], [0.0], [-1.0], [0.5]]) + 0.3 * rng.normal(size=(7, 1))).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    posterior = sample_posterior(model, X, y, noise_scale=0.3, num_chains=2, num_burnin=50, num_results=50, progress=False)
+    path = tfp_uq.export(posterior, tmp_path / "hmc", num_samples=100, task="regression")
+    outputs = {k: np.asarray(v) for k, v in _serve_in_fresh_process(path, X, tmp_path)["outputs"].items()}
+    expected = posterior.predict(X)
+    np.testing.assert_allclose(outputs["mean"], expected.mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(outputs["epistemic_std"] ** 2, expected.epistemic_variance, rtol=1e-3, atol=1e-8)
+    np.testing.assert_allclose(outputs["total_std"] ** 2, expected.variance, rtol=1e-3)

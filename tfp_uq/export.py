@@ -1,9 +1,11 @@
 """SavedModel export whose serving signature returns mean and uncertainty."""
 
+import math
 import os
 import shutil
 
 import keras
+import numpy as np
 
 from tfp_uq import _sampling, _summaries, _validation, prediction
 
@@ -19,6 +21,14 @@ def _forward_samples(model, inputs, num_samples):
     with _sampling.vectorized(num_samples):
         outputs = model(tiled if len(tiled) > 1 else tiled[0], training=False)
     return ops.reshape(outputs, (num_samples, -1) + tuple(outputs.shape[1:]))
+
+
+def _thinned(posterior, num_samples):
+    """Up to `num_samples` posterior draws, evenly spread over all chains."""
+    flat = posterior._flat()
+    total = flat[0].shape[0]
+    index = np.linspace(0, total - 1, min(num_samples, total)).round().astype(int)
+    return [w[index] for w in flat]
 
 
 def serving_outputs(samples, task, gaussian=False, from_logits=False):
@@ -74,7 +84,9 @@ def export(
       above it, i.e. inputs to hand to a person.
 
     Args:
-        model: a built Keras model.
+        model: a built Keras model, or `PosteriorSamples` from
+            `tfp_uq.inference.sample_posterior` (its draws are stored in the
+            graph; up to `num_samples` of them, evenly spread, are served).
         path: folder to write (must not exist or be empty, unless `overwrite`).
         num_samples: Monte Carlo samples per request (positive integer).
         task: "classification" or "regression".
@@ -98,8 +110,13 @@ def export(
     """
     import tensorflow as tf
 
+    from tfp_uq.inference import PosteriorSamples
+
+    posterior = None
+    if isinstance(model, PosteriorSamples):
+        posterior, model = model, model.model
     if not isinstance(model, keras.Model):
-        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+        raise TypeError(f"model must be a keras.Model or PosteriorSamples, got {type(model).__name__}")
     num_samples = _validation.positive_int("num_samples", num_samples)
     task = _validation.one_of("task", task, TASKS)
     if not isinstance(path, (str, os.PathLike)):
@@ -121,9 +138,26 @@ def export(
 
     specs = [tf.TensorSpec((None,) + tuple(x.shape[1:]), x.dtype, name=x.name.split(":")[0]) for x in model.inputs]
 
+    noise_variance = None
+    if posterior is not None and posterior.noise_scale is not None:
+        noise_variance = float(np.mean(np.square(posterior.noise_scale)))
+    if posterior is not None:
+        # HMC samples ride along as constants; each serves as one MC sample.
+        flat = [tf.constant(w[:num_samples]) for w in _thinned(posterior, num_samples)]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
     def serve(*inputs):
-        samples = _forward_samples(model, list(inputs), num_samples)
+        if posterior is None:
+            samples = _forward_samples(model, list(inputs), num_samples)
+        else:
+            batch = inputs[0] if len(inputs) == 1 else list(inputs)
+            samples = tf.vectorized_map(
+                lambda w: model.stateless_call(list(w), non_trainable, batch, training=False)[0], flat
+            )
         outputs = serving_outputs(samples, task, gaussian, from_logits)
+        if noise_variance is not None and task == "regression":
+            outputs["aleatoric_std"] = tf.fill(tf.shape(outputs["mean"]), math.sqrt(noise_variance))
+            outputs["total_std"] = tf.sqrt(tf.square(outputs["epistemic_std"]) + noise_variance)
         if threshold is not None:
             score = outputs[refer_on]
             if len(score.shape) > 1:
