@@ -7,20 +7,10 @@ import shutil
 import keras
 import numpy as np
 
-from tfp_uq import _sampling, _summaries, _validation, prediction
+from tfp_uq import _summaries, _validation, prediction
 
 TASKS = ("classification", "regression")
 _DEFAULT_REFER_ON = {"classification": "entropy", "regression": "total_std"}
-
-
-def _forward_samples(model, inputs, num_samples):
-    """(num_samples, batch, ...) model outputs, all samples in one pass."""
-    from keras import ops
-
-    tiled = [ops.tile(x, (num_samples,) + (1,) * (len(x.shape) - 1)) for x in inputs]
-    with _sampling.vectorized(num_samples):
-        outputs = model(tiled if len(tiled) > 1 else tiled[0], training=False)
-    return ops.reshape(outputs, (num_samples, -1) + tuple(outputs.shape[1:]))
 
 
 def _thinned(posterior, num_samples):
@@ -133,10 +123,10 @@ def export(
         allowed = tuple(serving_outputs(tf.zeros((2, 1, 2)), task, gaussian=False))
         _validation.one_of("refer_on", refer_on, allowed)
     seed = _validation.optional_int("seed", seed)
-    if not model.inputs:
+    inputs = getattr(model, "inputs", None) or getattr(getattr(model, "members", [None])[0], "inputs", None)
+    if not inputs:
         raise ValueError("model must have known inputs (a Functional or Sequential model, or one called on data)")
-
-    specs = [tf.TensorSpec((None,) + tuple(x.shape[1:]), x.dtype, name=x.name.split(":")[0]) for x in model.inputs]
+    specs = [tf.TensorSpec((None,) + tuple(x.shape[1:]), x.dtype, name=x.name.split(":")[0]) for x in inputs]
 
     noise_variance = None
     if posterior is not None and posterior.noise_scale is not None:
@@ -148,7 +138,7 @@ def export(
 
     def serve(*inputs):
         if posterior is None:
-            samples = _forward_samples(model, list(inputs), num_samples)
+            samples = prediction.forward_samples(model, list(inputs), num_samples)
         else:
             batch = inputs[0] if len(inputs) == 1 else list(inputs)
             samples = tf.vectorized_map(

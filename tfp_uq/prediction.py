@@ -77,8 +77,27 @@ def _stochastic_layers(model):
 
 
 def _has_gaussian_head(model):
-    layers = getattr(model, "layers", None)
-    return bool(layers) and isinstance(layers[-1], GaussianHead)
+    for member in getattr(model, "members", [model]):
+        layers = getattr(member, "layers", None)
+        if not (layers and isinstance(layers[-1], GaussianHead)):
+            return False
+    return True
+
+
+def forward_samples(model, inputs, num_samples):
+    """`(num_samples, batch, ...)` outputs of `model`, all samples in one pass.
+
+    Inputs are tiled `num_samples` times and traced in the vectorised mode
+    (see `tfp_uq._sampling`). A model with a `sample_outputs(inputs)` method
+    (e.g. `DeepEnsemble`) gives its own samples instead.
+    """
+    batch = inputs if len(inputs) > 1 else inputs[0]
+    if hasattr(model, "sample_outputs"):
+        return model.sample_outputs(batch)
+    tiled = [ops.tile(x, (num_samples,) + (1,) * (len(x.shape) - 1)) for x in inputs]
+    with _sampling.vectorized(num_samples):
+        outputs = model(tiled if len(tiled) > 1 else tiled[0], training=False)
+    return ops.reshape(outputs, (num_samples, -1) + tuple(outputs.shape[1:]))
 
 
 def _predict_function(model, num_samples, jit_compile):
@@ -87,10 +106,7 @@ def _predict_function(model, num_samples, jit_compile):
     if key not in cache:
 
         def run(inputs):
-            tiled = [ops.tile(x, (num_samples,) + (1,) * (len(x.shape) - 1)) for x in inputs]
-            with _sampling.vectorized(num_samples):
-                outputs = model(tiled if len(tiled) > 1 else tiled[0], training=False)
-            return ops.reshape(outputs, (num_samples, -1) + tuple(outputs.shape[1:]))
+            return forward_samples(model, inputs, num_samples)
 
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
@@ -150,9 +166,15 @@ def _chunks(num_samples, batch_size, width, n):
 def _draw_samples(model, inputs, num_samples, batch_size, jit_compile, deterministic):
     n = inputs[0].shape[0]
     # The widest activation is unknown; assume at least 256 floats per input.
-    width = max(int(np.prod(model.output_shape[1:])), 256)
+    try:
+        width = max(int(np.prod(model.output_shape[1:])), 256)
+    except (AttributeError, ValueError, TypeError):
+        width = 256
     if deterministic:  # no stochastic layer: every sample equals one pass
         batch_size, per_call, calls = _chunks(1, batch_size, width, n)
+    elif hasattr(model, "sample_outputs"):  # e.g. an ensemble: all its samples per call
+        batch_size, _, _ = _chunks(num_samples, batch_size, width, n)
+        per_call, calls = num_samples, 1
     else:
         batch_size, per_call, calls = _chunks(num_samples, batch_size, width, n)
     function = _predict_function(model, per_call, jit_compile)
@@ -247,11 +269,14 @@ def predict(
         # An XLA cluster cannot read variables mirrored on several devices.
         jit_compile = False
 
+    if hasattr(model, "sample_outputs"):
+        num_samples = getattr(model, "num_members", num_samples)
     layers = _stochastic_layers(model)
     old_states = _reseed(layers, seed) if seed is not None and layers else None
     try:
         samples = _draw_samples(
-            model, inputs, num_samples, batch_size, jit_compile, deterministic=not layers
+            model, inputs, num_samples, batch_size, jit_compile,
+            deterministic=not layers and not hasattr(model, "sample_outputs"),
         )
     finally:
         if old_states is not None:

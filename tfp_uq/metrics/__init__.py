@@ -22,6 +22,7 @@ from tfp_uq.metrics.regression import (
     gaussian_nll,
     mean_interval_width,
     miscalibration_area,
+    mixture_log_likelihood,
     picp,
     rmse,
 )

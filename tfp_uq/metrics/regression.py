@@ -107,3 +107,24 @@ def miscalibration_area(y, mean, std, num_levels=99):
     """
     expected, observed = calibration_curve(y, mean, std, num_levels)
     return float(np.mean(np.abs(observed - expected)))
+
+
+def mixture_log_likelihood(y, locs, scales):
+    """Mean log-density of y under an equal-weight mixture of Gaussians.
+
+    log p(y) = logsumexp_s log N(y; locs[s], scales[s]^2) - log S, the test
+    log-likelihood of a Monte Carlo predictive (Gal & Ghahramani 2016), in
+    the units of y; higher is better.
+
+    Args:
+        y: targets, shape (n, ...).
+        locs, scales: mixture components, shape (S, n, ...).
+    """
+    locs = np.asarray(locs, dtype="float64")
+    scales = np.asarray(scales, dtype="float64")
+    y = np.asarray(y, dtype="float64").reshape(locs.shape[1:])
+    if scales.shape != locs.shape or np.any(scales <= 0):
+        raise ValueError("scales must be > 0 with the shape of locs (num_samples, n, ...)")
+    z = (y[None] - locs) / scales
+    log_densities = -0.5 * z**2 - np.log(scales) - 0.5 * math.log(2 * math.pi)
+    return float(np.mean(special.logsumexp(log_densities, axis=0) - math.log(locs.shape[0])))
