@@ -30,53 +30,7 @@ def load_digits_split(seed=0):
     return scale(x_train), y_train, scale(x_test), y_test, scale(x_ood)
 
 
-def _models(num_features, num_classes, num_train, seed):
-    import keras
-
-    import tfp_uq
-
-    def plain():
-        return keras.Sequential(
-            [
-                keras.Input((num_features,)),
-                keras.layers.Dense(128, activation="relu"),
-                keras.layers.Dense(128, activation="relu"),
-                keras.layers.Dense(num_classes, activation="softmax"),
-            ],
-            name="plain",
-        )
-
-    def flipout():
-        model = keras.Sequential(
-            [
-                keras.Input((num_features,)),
-                tfp_uq.DenseFlipout(128, activation="relu", seed=seed),
-                tfp_uq.DenseFlipout(128, activation="relu", seed=seed + 1),
-                tfp_uq.DenseFlipout(num_classes, activation="softmax", seed=seed + 2),
-            ],
-            name="flipout",
-        )
-        tfp_uq.set_kl_weight(model, num_examples=num_train)
-        return model
-
-    models = [("plain MLP", plain, 1), ("Flipout BNN", flipout, 100)]
-    if hasattr(tfp_uq.layers, "MCDropout"):
-
-        def mc_dropout():
-            return keras.Sequential(
-                [
-                    keras.Input((num_features,)),
-                    keras.layers.Dense(128, activation="relu"),
-                    tfp_uq.layers.MCDropout(0.2, seed=seed),
-                    keras.layers.Dense(128, activation="relu"),
-                    tfp_uq.layers.MCDropout(0.2, seed=seed + 1),
-                    keras.layers.Dense(num_classes, activation="softmax"),
-                ],
-                name="mc_dropout",
-            )
-
-        models.insert(1, ("MC dropout", mc_dropout, 100))
-    return models
+MODELS = (("plain MLP", "plain"), ("MC dropout", "mc_dropout"), ("Flipout BNN", "flipout"), ("deep ensemble", "ensemble"))
 
 
 def run(output_dir="demo_output", epochs=60, seed=0, export=True, quiet=False):
@@ -84,7 +38,7 @@ def run(output_dir="demo_output", epochs=60, seed=0, export=True, quiet=False):
     import keras
 
     import tfp_uq
-    from tfp_uq import metrics
+    from tfp_uq import _recipes, metrics
 
     say = (lambda *a: None) if quiet else print
     keras.utils.set_random_seed(seed)
@@ -96,10 +50,13 @@ def run(output_dir="demo_output", epochs=60, seed=0, export=True, quiet=False):
         f"{len(x_ood)} images of {OOD_CLASS} held out as out-of-distribution"
     )
     rows = []
-    for name, build, num_samples in _models(x_train.shape[1], num_classes, len(x_train), seed):
+    for name, method in MODELS:
         start = time.perf_counter()
-        model = build()
-        model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", jit_compile=True)
+        model = _recipes.build(
+            method, x_train.shape[1], "classification", num_classes, len(x_train),
+            hidden=(128, 128), dropout_rate=0.2, seed=seed,
+        )
+        num_samples = _recipes.num_predict_samples(method, 100)
         model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
         test = tfp_uq.predict(model, x_test, num_samples=num_samples, seed=seed)
         ood = tfp_uq.predict(model, x_ood, num_samples=num_samples, seed=seed)
@@ -117,8 +74,8 @@ def run(output_dir="demo_output", epochs=60, seed=0, export=True, quiet=False):
         }
         rows.append(row)
         say(f"  trained and evaluated {name} in {row['seconds']:.0f} s")
-        _plots(output_dir, model.name, test, y_test, ood, say)
-        if export and model.name == "flipout" and hasattr(tfp_uq, "export"):
+        _plots(output_dir, method, test, y_test, ood, say)
+        if export and method == "flipout":
             path = os.path.join(output_dir, "flipout_savedmodel")
             tfp_uq.export(model, path, num_samples=num_samples, task="classification", overwrite=True)
             say(f"  exported the Flipout BNN as a SavedModel serving uncertainty: {path}")

@@ -1,38 +1,185 @@
-"""The `tfp-uq` command."""
+"""The `tfp-uq` command: demo, fit and evaluate."""
 
 import argparse
 import os
 import sys
+
+MODEL_FILE, PREPROCESSING_FILE = "model.keras", "preprocessing.json"
 
 
 def _demo(args):
     from tfp_uq import _demo
 
     _demo.run(output_dir=args.output, epochs=args.epochs, seed=args.seed, export=not args.no_export)
-    return 0
+
+
+def _evaluation(model, prep, x, y, num_samples, seed, output_dir=None, tag="validation"):
+    """Metrics table rows for standardised inputs x and coded targets y."""
+    import numpy as np
+
+    import tfp_uq
+    from tfp_uq import metrics
+
+    result = tfp_uq.predict(model, x, num_samples=num_samples, seed=seed, task=prep.task)
+    if y is None:
+        return result, {}
+    if prep.task == "classification":
+        table = {
+            "accuracy": metrics.accuracy(result.probs, y), "nll": metrics.negative_log_likelihood(result.probs, y),
+            "ece": metrics.expected_calibration_error(result.probs, y), "brier": metrics.brier_score(result.probs, y),
+        }
+        if output_dir:
+            tfp_uq.plots.reliability_diagram(result.probs, y, title=f"Reliability ({tag})", path=os.path.join(output_dir, f"{tag}_reliability.png"))
+    else:
+        mean, std = result.mean * prep.y_std + prep.y_mean, np.maximum(result.std, 1e-12) * prep.y_std
+        target = y * prep.y_std + prep.y_mean
+        table = {
+            "rmse": metrics.rmse(target, mean), "nll": metrics.gaussian_nll(target, mean, std),
+            "crps": metrics.crps_gaussian(target, mean, std), "picp_95": metrics.picp(target, mean, std, 0.95),
+            "interval_width_95": metrics.mean_interval_width(std, 0.95),
+        }
+        if output_dir:
+            tfp_uq.plots.calibration_curve(target, mean, std, title=f"Calibration ({tag})", path=os.path.join(output_dir, f"{tag}_calibration.png"))
+    return result, table
+
+
+def _print_table(title, table):
+    print(f"\n{title}")
+    for name, value in table.items():
+        print(f"  {name:18s} {value:10.4f}")
+
+
+def _fit(args):
+    import keras
+    import numpy as np
+
+    from tfp_uq import _recipes, _tabular
+
+    x, y_cells, names = _tabular.features_and_target(args.csv, args.target)
+    if len(x) < 10:
+        raise _tabular.DataError(f"{args.csv}: {len(x)} rows are too few to train and validate (need >= 10)")
+    order = np.random.default_rng(args.seed).permutation(len(x))
+    num_val = max(1, int(round(args.val_fraction * len(x))))
+    val, train = order[:num_val], order[num_val:]
+    prep = _tabular.Preprocessing.fit(args.task, names, args.target, x[train], [y_cells[i] for i in train])
+    y = prep.targets(y_cells, args.csv)
+    outputs = len(prep.classes) if args.task == "classification" else 1
+    print(f"{len(train)} training and {len(val)} validation rows, {len(names)} features, task {args.task}, method {args.method}")
+    keras.utils.set_random_seed(args.seed)
+    model = _recipes.build(args.method, len(names), args.task, outputs, len(train), hidden=tuple(args.hidden), seed=args.seed)
+    model.fit(prep.inputs(x[train]), y[train], epochs=args.epochs, batch_size=args.batch_size, verbose=2 if not args.quiet else 0)
+    os.makedirs(args.output, exist_ok=True)
+    _, table = _evaluation(model, prep, prep.inputs(x[val]), y[val], _recipes.num_predict_samples(args.method, args.samples),
+                           args.seed, args.output)
+    _print_table("validation metrics", table)
+    model.save(os.path.join(args.output, MODEL_FILE))
+    prep.save(os.path.join(args.output, PREPROCESSING_FILE))
+    print(f"\nsaved the model, its preprocessing and plots in {os.path.abspath(args.output)}")
+
+
+def _evaluate(args):
+    import keras
+    import numpy as np
+
+    import tfp_uq  # noqa: F401  (registers the layers for loading)
+    from tfp_uq import _tabular
+
+    for name in (MODEL_FILE, PREPROCESSING_FILE):
+        if not os.path.exists(os.path.join(args.model, name)):
+            raise _tabular.DataError(f"{args.model}: not a folder written by 'tfp-uq fit' (no {name})")
+    prep = _tabular.Preprocessing.load(os.path.join(args.model, PREPROCESSING_FILE))
+    model = keras.models.load_model(os.path.join(args.model, MODEL_FILE))
+    x, y_cells, _ = _tabular.features_and_target(args.csv, prep.target, prep.feature_names)
+    y = None if y_cells is None else prep.targets(y_cells, args.csv)
+    result, table = _evaluation(model, prep, prep.inputs(x), y, args.samples, args.seed)
+    if table:
+        _print_table(f"metrics on {args.csv}", table)
+    else:
+        print(f"{args.csv} has no {prep.target!r} column: predictions only")
+    if args.predictions:
+        if prep.task == "classification":
+            columns = {"predicted": [prep.classes[i] for i in result.predicted_class],
+                       "confidence": result.probs.max(-1), "entropy": result.total_entropy,
+                       "mutual_information": result.mutual_information}
+        else:
+            columns = {"mean": result.mean[:, 0] * prep.y_std + prep.y_mean,
+                       "std": np.sqrt(result.variance[:, 0]) * prep.y_std,
+                       "epistemic_std": np.sqrt(result.epistemic_variance[:, 0]) * prep.y_std}
+        with open(args.predictions, "w") as handle:
+            handle.write(",".join(columns) + "\n")
+            for row in zip(*columns.values()):
+                handle.write(",".join(str(v) for v in row) + "\n")
+        print(f"wrote {args.predictions}")
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="tfp-uq", description="Honest uncertainty for Keras models.")
     commands = parser.add_subparsers(dest="command", required=True)
+
     demo = commands.add_parser(
-        "demo",
-        help="compare a plain MLP with Bayesian models on bundled digits",
-        description="Train a plain MLP and Bayesian MLPs on scikit-learn's digits (0-8), hold out 9 "
-        "as out-of-distribution, print accuracy, NLL, ECE, Brier and OOD AUROC, and write plots.",
+        "demo", help="compare a plain MLP with Bayesian models on bundled digits",
+        description="Train a plain MLP, MC dropout, a Flipout BNN and a deep ensemble on scikit-learn's "
+        "digits (0-8), hold out 9 as out-of-distribution, print accuracy, NLL, ECE, Brier and OOD "
+        "AUROC, write plots and export the BNN as a SavedModel.",
     )
     demo.add_argument("--output", default="demo_output", help="folder for plots and the export (default: demo_output)")
     demo.add_argument("--epochs", type=int, default=60, help="training epochs per model (default: 60)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
     demo.set_defaults(run=_demo)
+
+    from tfp_uq._recipes import METHODS
+
+    fit = commands.add_parser(
+        "fit", help="train an uncertainty-aware MLP on a CSV file",
+        description="Train on a CSV with a header row: features standardised, a validation split held "
+        "out, metrics printed; the model, its preprocessing and plots are saved to --output.",
+    )
+    fit.add_argument("--csv", required=True, help="CSV file with a header row")
+    fit.add_argument("--target", required=True, help="name of the target column")
+    fit.add_argument("--task", required=True, choices=("regression", "classification"))
+    fit.add_argument("--method", default="flipout", choices=METHODS)
+    fit.add_argument("--output", default="tfp_uq_model", help="folder for the model and plots (default: tfp_uq_model)")
+    fit.add_argument("--epochs", type=int, default=100)
+    fit.add_argument("--batch-size", type=int, default=32)
+    fit.add_argument("--hidden", type=int, nargs="+", default=[50], help="hidden layer sizes (default: 50)")
+    fit.add_argument("--val-fraction", type=float, default=0.2)
+    fit.add_argument("--samples", type=int, default=100, help="Monte Carlo samples for evaluation")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    fit.set_defaults(run=_fit)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score a model saved by 'tfp-uq fit' on new data",
+        description="Load a folder written by 'tfp-uq fit', predict with uncertainty on a CSV, print "
+        "metrics when the target column is present, optionally write predictions.",
+    )
+    evaluate.add_argument("model", help="folder written by 'tfp-uq fit'")
+    evaluate.add_argument("--csv", required=True)
+    evaluate.add_argument("--samples", type=int, default=100)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--predictions", help="write per-row predictions to this CSV")
+    evaluate.set_defaults(run=_evaluate)
     return parser
 
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
-    return args.run(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for option in ("epochs", "batch_size", "samples"):
+        if getattr(args, option, 1) is not None and getattr(args, option, 1) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be a positive integer")
+    if getattr(args, "val_fraction", 0.5) is not None and not 0 < getattr(args, "val_fraction", 0.5) < 1:
+        parser.error("--val-fraction must be in (0, 1)")
+    from tfp_uq._tabular import DataError
+
+    try:
+        args.run(args)
+    except DataError as error:
+        print(f"tfp-uq: error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
