@@ -13,8 +13,8 @@ class DeepEnsemble(keras.Model):
     All members see the same batches and train in one compiled step (their
     graphs run together, so XLA and the thread pool overlap them); the loss
     is the mean of the members' losses, i.e. each member minimises its own.
-    Calling the ensemble returns the members' outputs stacked first,
-    `(num_members, batch, ...)`; `tfp_uq.predict` and `tfp_uq.export` treat
+    Calling the ensemble (or `ensemble.predict`) returns the members'
+    outputs stacked on axis 1, `(batch, num_members, ...)`; `tfp_uq.predict` and `tfp_uq.export` treat
     the members as the Monte Carlo samples, so the epistemic part is the
     between-member variance. Compiled metrics see the members' mean output.
 
@@ -58,23 +58,23 @@ class DeepEnsemble(keras.Model):
         self.seed = seed
 
     def call(self, inputs, training=None):
-        return ops.stack([member(inputs, training=training) for member in self.members], axis=0)
+        return ops.stack([member(inputs, training=training) for member in self.members], axis=1)
 
     def sample_outputs(self, inputs):
         """Members' outputs as Monte Carlo samples, `(num_members, batch, ...)`."""
-        return self(inputs, training=False)
+        return ops.moveaxis(self(inputs, training=False), 1, 0)
+
+    def _per_member(self, value):
+        shape = tuple(ops.shape(value))
+        return ops.broadcast_to(ops.expand_dims(value, 1), shape[:1] + (self.num_members,) + shape[1:])
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if y is not None:
-            y = ops.broadcast_to(ops.expand_dims(y, 0), (self.num_members,) + tuple(ops.shape(y)))
-        if sample_weight is not None:
-            sample_weight = ops.broadcast_to(
-                ops.expand_dims(sample_weight, 0), (self.num_members,) + tuple(ops.shape(sample_weight))
-            )
+        y = None if y is None else self._per_member(y)
+        sample_weight = None if sample_weight is None else self._per_member(sample_weight)
         return super().compute_loss(x, y, y_pred, sample_weight, training)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return super().compute_metrics(x, y, ops.mean(y_pred, axis=0), sample_weight)
+        return super().compute_metrics(x, y, ops.mean(y_pred, axis=1), sample_weight)
 
     def get_config(self):
         return {

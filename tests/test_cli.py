@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+from sklearn.datasets import load_diabetes, load_iris
+
+from tfp_uq import cli
+
+
+def _write_csv(path, header, rows):
+    with open(path, "w") as handle:
+        handle.write(",".join(header) + "\n")
+        for row in rows:
+            handle.write(",".join(str(v) for v in row) + "\n")
+    return str(path)
+
+
+@pytest.fixture
+def iris_csv(tmp_path):
+    iris = load_iris()
+    rows = [list(x) + [iris.target_names[t]] for x, t in zip(iris.data, iris.target)]
+    return _write_csv(tmp_path / "iris.csv", ["sl", "sw", "pl", "pw", "species"], rows)
+
+
+def test_fit_then_evaluate_classification(iris_csv, tmp_path, capsys):
+    out = str(tmp_path / "model")
+    assert cli.main(["fit", "--csv", iris_csv, "--target", "species", "--task", "classification",
+                     "--method", "flipout", "--epochs", "40", "--output", out, "--quiet"]) == 0
+    assert "validation metrics" in capsys.readouterr().out
+    predictions = str(tmp_path / "pred.csv")
+    assert cli.main(["evaluate", out, "--csv", iris_csv, "--predictions", predictions]) == 0
+    printed = capsys.readouterr().out
+    accuracy = float(printed.split("accuracy")[1].split()[0])
+    assert accuracy > 0.8
+    lines = open(predictions).read().splitlines()
+    assert lines[0] == "predicted,confidence,entropy,mutual_information" and len(lines) == 151
+
+
+def test_fit_regression_writes_plot(tmp_path, capsys):
+    data = load_diabetes()
+    csv = _write_csv(tmp_path / "d.csv", [f"f{i}" for i in range(10)] + ["y"],
+                     np.column_stack([data.data, data.target]).tolist())
+    out = tmp_path / "model"
+    assert cli.main(["fit", "--csv", csv, "--target", "y", "--task", "regression", "--method", "mc_dropout",
+                     "--epochs", "5", "--output", str(out), "--quiet"]) == 0
+    assert "picp_95" in capsys.readouterr().out
+    assert (out / "validation_calibration.png").exists() and (out / "model.keras").exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "empty"),
+        ("a,b\n1,2\n3,4\n", "no target column 'y'"),
+        ("a,y\n1,2\nx,4\n", "not numeric"),
+        ("a,y\n1,2\nnan,4\n", "missing value"),
+        ("a,y\n1,2\n3\n", "fields"),
+    ],
+)
+def test_bad_csv_gives_one_clear_line(tmp_path, capsys, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    code = cli.main(["fit", "--csv", str(path), "--target", "y", "--task", "regression", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_missing_file_and_bad_option(tmp_path, capsys):
+    assert cli.main(["evaluate", str(tmp_path), "--csv", "x.csv"]) == 2
+    assert "not a folder written by" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--csv", "x.csv", "--target", "y", "--task", "regression", "--epochs", "0"])
+    assert "--epochs must be a positive integer" in capsys.readouterr().err
+
+
+def test_every_subcommand_has_help(capsys):
+    for command in ("demo", "fit", "evaluate"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: tfp-uq" in capsys.readouterr().out
