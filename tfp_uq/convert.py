@@ -6,8 +6,9 @@ import numpy as np
 from tfp_uq import _validation, priors
 from tfp_uq.elbo import set_kl_weight
 from tfp_uq.layers import conv, dense, dropout
+from tfp_uq.layers.lora import BayesianLoRA
 
-METHODS = ("flipout", "reparameterization", "local_reparameterization", "mc_dropout")
+METHODS = ("flipout", "reparameterization", "local_reparameterization", "mc_dropout", "lora")
 _DENSE = {
     "flipout": dense.DenseFlipout,
     "reparameterization": dense.DenseReparameterization,
@@ -34,7 +35,9 @@ _UNSUPPORTED = {
 }
 
 
-def _is_convertible(layer):
+def _is_convertible(layer, method):
+    if method == "lora":
+        return type(layer) in (keras.layers.Dense, keras.layers.EinsumDense)
     return type(layer) is keras.layers.Dense or type(layer) in _CONV_TYPES
 
 
@@ -90,6 +93,8 @@ def bayesianize(
     posterior_scale_init=1e-3,
     num_examples=None,
     dropout_rate=0.1,
+    lora_rank=4,
+    lora_alpha=None,
     seed=None,
 ):
     """Returns a Bayesian copy of a Sequential or Functional model.
@@ -108,7 +113,10 @@ def bayesianize(
         model: a Sequential or Functional Keras model (built).
         method: "flipout", "reparameterization", "local_reparameterization"
             (Dense only) or "mc_dropout" (wraps each chosen layer in
-            `MCDropoutWrapper`, dropping its inputs with `dropout_rate`).
+            `MCDropoutWrapper`, dropping its inputs with `dropout_rate`) or
+            "lora" (wraps each chosen Dense/EinsumDense layer in
+            `BayesianLoRA`: the pretrained kernel is frozen and only a
+            Bayesian low-rank update trains).
         prior: the prior of the Bayesian layers (see `tfp_uq.priors.get`).
         layer_filter: callable(layer) -> bool choosing layers among the Dense
             and convolution layers; default all of them.
@@ -116,6 +124,7 @@ def bayesianize(
         posterior_scale_init: posterior scale when `moped_delta` is None.
         num_examples: if given, sets kl_weight = 1 / num_examples.
         dropout_rate: rate for method "mc_dropout".
+        lora_rank, lora_alpha: rank and scale for method "lora".
         seed: base integer seed; layer i gets seed + i.
 
     Returns:
@@ -149,13 +158,15 @@ def bayesianize(
     chosen = [
         layer
         for layer in model._flatten_layers(include_self=False)
-        if _is_convertible(layer) and (layer_filter is None or layer_filter(layer))
+        if _is_convertible(layer, method) and (layer_filter is None or layer_filter(layer))
     ]
     if not chosen:
         raise ValueError(
             "bayesianize found nothing to convert: the model has no Dense or Conv1D/2D/3D "
             "layers that layer_filter accepts"
         )
+    if method == "lora":
+        lora_rank = _validation.positive_int("lora_rank", lora_rank)
     for layer in chosen:
         _check_options(layer)
     chosen_ids = {id(layer): i for i, layer in enumerate(chosen)}
@@ -164,8 +175,11 @@ def bayesianize(
         if id(layer) not in chosen_ids:
             return layer.__class__.from_config(layer.get_config())
         layer_seed = None if seed is None else seed + chosen_ids[id(layer)]
-        if method == "mc_dropout":
+        if method in ("mc_dropout", "lora"):
             inner = layer.__class__.from_config(layer.get_config())
+            if method == "lora":
+                return BayesianLoRA(inner, rank=lora_rank, alpha=lora_alpha, prior=prior,
+                                    posterior_scale_init=posterior_scale_init, seed=layer_seed, name=layer.name)
             return dropout.MCDropoutWrapper(inner, rate=dropout_rate, seed=layer_seed, name=layer.name)
         options = {"prior": prior, "posterior_scale_init": posterior_scale_init, "seed": layer_seed}
         return _bayesian_twin(layer, method, options)
@@ -184,7 +198,7 @@ def _leaves(model, prefix=()):
         if isinstance(layer, keras.layers.InputLayer):
             continue
         path = prefix + (layer.name,)
-        if isinstance(layer, dropout.MCDropoutWrapper):
+        if isinstance(layer, (dropout.MCDropoutWrapper, BayesianLoRA)):
             leaves[path] = layer.layer
         elif isinstance(layer, keras.Model):
             leaves.update(_leaves(layer, path))

@@ -23,3 +23,4 @@ from tfp_uq.layers.dropout import (
     SpatialMCDropout3D,
 )
 from tfp_uq.layers.heads import GaussianHead
+from tfp_uq.layers.lora import BayesianLoRA

@@ -122,6 +122,8 @@ class BayesianLinear(BayesianLayer):
         )
 
     def call(self, inputs, training=None):
+        # Layers with autocast off get their inputs uncast: cast them here.
+        inputs = ops.cast(inputs, self.compute_dtype)
         seed = self.seed_generator.next()
         num_samples = _sampling.num_samples()
         if num_samples and not self.deterministic and not self._independent_per_example:
