@@ -12,6 +12,7 @@ SCRIPTS = {
     "hmc_regression": ["hmc_band.png"],
     "active_learning_digits": [],
     "bayesianize_model": [],
+    "bayesian_lora": ["lora_band.png"],
 }
 
 
