@@ -1,13 +1,15 @@
 """Training speed of tfp_uq's Bayesian layers against plain Keras layers.
 
-Trains an MLP 784-256-10 (batch 128, Adam) with `keras.layers.Dense` and with
-each Bayesian Dense layer, with XLA off and on, and prints steps per second
-and the ratio of step time to plain Dense measured in the same run and mode.
-When `tf_keras` is importable, TFP's own `tfp.layers` equivalents run side by
-side (their ratio is against a tf_keras Dense MLP).
+MLP: 784-256-10 (batch 128, Adam) with `keras.layers.Dense` and with each
+Bayesian Dense layer. CNN: two 3x3 convolutions (32 and 64 filters, ReLU) on
+28x28x1 images, then Flatten and a plain Dense(10), with `keras.layers.Conv2D`
+and with each Bayesian Conv2D layer. Both with XLA off and on; the table gives
+steps per second and the ratio of step time to the plain layer measured in
+the same run and mode. When `tf_keras` is importable, TFP's own `tfp.layers`
+equivalents run side by side (their ratio is against the tf_keras plain layer).
 
-Run:  .venv/bin/python benchmarks/layers_speed.py  [--steps 200] [--threads 2]
-Takes about 2 minutes on 2 CPU cores with the defaults.
+Run:  .venv/bin/python benchmarks/layers_speed.py  [--steps 200] [--threads 2] [--only mlp|cnn]
+Takes about 5 minutes on 2 CPU cores with the defaults.
 """
 
 import argparse
@@ -25,6 +27,7 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=2, help="TF intra/inter-op threads")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timings")
     parser.add_argument("--no-tfp", action="store_true", help="skip TFP's tf_keras layers")
+    parser.add_argument("--only", choices=("mlp", "cnn"), help="run one of the two models")
     return parser.parse_args()
 
 
@@ -52,59 +55,84 @@ def time_model(tf, model, data, jit, args):
 
 
 
-def keras_rows(tf, args):
+def _mlp(module, cls, kwargs):
+    return module.Sequential(
+        [module.Input((784,)), cls(256, activation="relu", **kwargs), cls(10, activation="softmax", **kwargs)]
+    )
+
+
+def _cnn(module, cls, kwargs):
+    return module.Sequential(
+        [
+            module.Input((28, 28, 1)),
+            cls(32, 3, activation="relu", **kwargs),
+            cls(64, 3, activation="relu", **kwargs),
+            module.layers.Flatten(),
+            module.layers.Dense(10, activation="softmax"),
+        ]
+    )
+
+
+def keras_rows(tf, args, model_kind):
     import keras
 
     import tfp_uq
 
-    data = dataset(tf, args.batch_size, (784,))
-    kinds = [
-        ("keras Dense", keras.layers.Dense, {}),
-        ("tfp_uq DenseReparameterization", tfp_uq.DenseReparameterization, {"kl_weight": 1e-4}),
-        ("tfp_uq DenseFlipout", tfp_uq.DenseFlipout, {"kl_weight": 1e-4}),
-        ("tfp_uq DenseLocalReparameterization", tfp_uq.DenseLocalReparameterization, {"kl_weight": 1e-4}),
-    ]
-    rows = []
-    for jit in (False, True):
-        for name, cls, kwargs in kinds:
-            model = keras.Sequential(
-                [keras.Input((784,)), cls(256, activation="relu", **kwargs), cls(10, activation="softmax", **kwargs)]
-            )
-            rows.append((name, jit, time_model(tf, model, data, jit, args)))
-    return rows
+    bayes = {"kl_weight": 1e-4}
+    if model_kind == "mlp":
+        build, shape = _mlp, (784,)
+        kinds = [
+            ("keras Dense", keras.layers.Dense, {}),
+            ("tfp_uq DenseReparameterization", tfp_uq.layers.DenseReparameterization, bayes),
+            ("tfp_uq DenseFlipout", tfp_uq.layers.DenseFlipout, bayes),
+            ("tfp_uq DenseLocalReparameterization", tfp_uq.layers.DenseLocalReparameterization, bayes),
+        ]
+    else:
+        build, shape = _cnn, (28, 28, 1)
+        kinds = [
+            ("keras Conv2D", keras.layers.Conv2D, {}),
+            ("tfp_uq Conv2DReparameterization", tfp_uq.layers.Conv2DReparameterization, bayes),
+            ("tfp_uq Conv2DFlipout", tfp_uq.layers.Conv2DFlipout, bayes),
+        ]
+    data = dataset(tf, args.batch_size, shape)
+    return [(name, jit, time_model(tf, build(keras, cls, kwargs), data, jit, args))
+            for jit in (False, True) for name, cls, kwargs in kinds]
 
 
-def tfp_rows(tf, args):
+def tfp_rows(tf, args, model_kind):
     try:
-        import tf_keras
         import tensorflow_probability as tfp
+        import tf_keras
     except ImportError:
         return []
-    data = dataset(tf, args.batch_size, (784,))
-    kinds = [
-        ("tf_keras Dense", tf_keras.layers.Dense),
-        ("tfp.layers DenseReparameterization", tfp.layers.DenseReparameterization),
-        ("tfp.layers DenseFlipout", tfp.layers.DenseFlipout),
-        ("tfp.layers DenseLocalReparameterization", tfp.layers.DenseLocalReparameterization),
-    ]
-    rows = []
-    for jit in (False, True):
-        for name, cls in kinds:
-            model = tf_keras.Sequential(
-                [tf_keras.Input((784,)), cls(256, activation="relu"), cls(10, activation="softmax")]
-            )
-            rows.append((name, jit, time_model(tf, model, data, jit, args)))
-    return rows
+    if model_kind == "mlp":
+        build, shape = _mlp, (784,)
+        kinds = [
+            ("tf_keras Dense", tf_keras.layers.Dense),
+            ("tfp.layers DenseReparameterization", tfp.layers.DenseReparameterization),
+            ("tfp.layers DenseFlipout", tfp.layers.DenseFlipout),
+            ("tfp.layers DenseLocalReparameterization", tfp.layers.DenseLocalReparameterization),
+        ]
+    else:
+        build, shape = _cnn, (28, 28, 1)
+        kinds = [
+            ("tf_keras Conv2D", tf_keras.layers.Conv2D),
+            ("tfp.layers Convolution2DReparameterization", tfp.layers.Convolution2DReparameterization),
+            ("tfp.layers Convolution2DFlipout", tfp.layers.Convolution2DFlipout),
+        ]
+    data = dataset(tf, args.batch_size, shape)
+    return [(name, jit, time_model(tf, build(tf_keras, cls, {}), data, jit, args))
+            for jit in (False, True) for name, cls in kinds]
 
 
 def print_table(title, rows):
-    baseline = {jit: seconds for name, jit, seconds in rows if name.endswith(" Dense")}
+    baseline = {jit: seconds for name, jit, seconds in rows if name.endswith((" Dense", " Conv2D"))}
     eager = {name: seconds for name, jit, seconds in rows if not jit}
     print(f"\n{title}")
-    print(f"{'layer':42s} {'XLA':>4s} {'steps/s':>9s} {'ms/step':>8s} {'x Dense':>8s} {'x no-XLA':>9s}")
+    print(f"{'layer':44s} {'XLA':>4s} {'steps/s':>9s} {'ms/step':>8s} {'x plain':>8s} {'x no-XLA':>9s}")
     for name, jit, seconds in rows:
         print(
-            f"{name:42s} {'on' if jit else 'off':>4s} {1 / seconds:9.1f} {seconds * 1e3:8.2f} "
+            f"{name:44s} {'on' if jit else 'off':>4s} {1 / seconds:9.1f} {seconds * 1e3:8.2f} "
             f"{seconds / baseline[jit]:8.2f} {seconds / eager[name]:9.2f}"
         )
 
@@ -115,15 +143,14 @@ def main():
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    print(f"MLP 784-256-10, batch {args.batch_size}, Adam, {args.threads} threads, "
-          f"best of {args.repeats} x {args.steps} steps")
-    print_table("Keras 3 (tfp_uq)", keras_rows(tf, args))
-    if not args.no_tfp:
-        rows = tfp_rows(tf, args)
-        if rows:
-            print_table("tf_keras (TFP's own layers)", rows)
-        else:
-            print("\ntf_keras not importable: TFP's layers skipped")
+    print(f"batch {args.batch_size}, Adam, {args.threads} threads, best of {args.repeats} x {args.steps} steps")
+    for kind, title in (("mlp", "MLP 784-256-10"), ("cnn", "CNN 2 x Conv2D on 28x28x1")):
+        if args.only not in (None, kind):
+            continue
+        print_table(f"{title}, Keras 3 (tfp_uq)", keras_rows(tf, args, kind))
+        if not args.no_tfp:
+            rows = tfp_rows(tf, args, kind)
+            print_table(f"{title}, tf_keras (TFP's own layers)", rows) if rows else print("\ntf_keras not importable: TFP's layers skipped")
 
 
 if __name__ == "__main__":

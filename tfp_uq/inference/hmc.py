@@ -330,6 +330,8 @@ def sample_posterior(
         return total
 
     def target_log_prob(*state):
+        if num_chains == 1:  # vectorized_map over one chain yields sparse gradients
+            return log_prob_one([s[0] for s in state])[None]
         return tf.vectorized_map(log_prob_one, list(state))
 
     rng = np.random.default_rng(seed)
