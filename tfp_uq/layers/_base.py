@@ -30,6 +30,24 @@ _COMPILED_DRAWS = weakref.WeakKeyDictionary()
 PosteriorDraw = collections.namedtuple("PosteriorDraw", ["loc", "scale", "perturbation"])
 
 
+class WrapsLayer:
+    """Mixin of layers that wrap another layer, `self.layer`, saved with them."""
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config["layer"] = keras.saving.serialize_keras_object(self.layer)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
+        return cls(**config)
+
+
 class StochasticLayer(keras.layers.Layer):
     """Base of layers that draw random numbers: seed and its saved state.
 

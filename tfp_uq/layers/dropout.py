@@ -11,7 +11,7 @@ import keras
 from keras import ops
 
 from tfp_uq import _random, _validation
-from tfp_uq.layers._base import StochasticLayer, VariationalLayer
+from tfp_uq.layers._base import StochasticLayer, VariationalLayer, WrapsLayer
 
 
 def _rate(value):
@@ -119,7 +119,7 @@ class SpatialMCDropout3D(_SpatialMCDropout):
     rank = 3
 
 
-class _InputDropoutWrapper:
+class _InputDropoutWrapper(WrapsLayer):
     """Mixin of wrappers that drop the inputs of a wrapped layer."""
 
     def _wrap(self, layer):
@@ -139,18 +139,6 @@ class _InputDropoutWrapper:
         self._build_wrapper(input_shape)
         self.built = True
 
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
-
-    def _layer_config(self, config):
-        config["layer"] = keras.saving.serialize_keras_object(self.layer)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
-        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="tfp_uq")
@@ -190,7 +178,7 @@ class MCDropoutWrapper(_InputDropoutWrapper, StochasticLayer):
     def get_config(self):
         config = super().get_config()
         config.update({"rate": self.rate, "deterministic": self.deterministic})
-        return self._layer_config(config)
+        return config
 
 
 @keras.saving.register_keras_serializable(package="tfp_uq")
@@ -286,4 +274,4 @@ class ConcreteDropout(_InputDropoutWrapper, VariationalLayer):
                 "deterministic": self.deterministic,
             }
         )
-        return self._layer_config(config)
+        return config

@@ -6,11 +6,11 @@ import keras
 from keras import ops
 
 from tfp_uq import _random, _sampling, _validation
-from tfp_uq.layers._base import BayesianLayer
+from tfp_uq.layers._base import BayesianLayer, WrapsLayer
 
 
 @keras.saving.register_keras_serializable(package="tfp_uq")
-class BayesianLoRA(BayesianLayer):
+class BayesianLoRA(WrapsLayer, BayesianLayer):
     """Frozen pretrained kernel plus a low-rank update with a weight posterior.
 
     W = W0 + (alpha / rank) A B, with W0 the wrapped layer's kernel (frozen),
@@ -93,18 +93,7 @@ class BayesianLoRA(BayesianLayer):
         self.add_kl_loss(kl, training)
         return self._apply(inputs, kernel)
 
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
-
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"layer": keras.saving.serialize_keras_object(self.layer), "rank": self.rank, "alpha": self.alpha}
-        )
+        config.update({"rank": self.rank, "alpha": self.alpha})
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
-        return cls(**config)
