@@ -149,7 +149,12 @@ def _as_inputs(x):
     return arrays
 
 
-def _chunks(num_samples, batch_size, width, n):
+# Samples per call for models whose layers unroll a loop over samples
+# (convolutions, LoRA): bounds the size of the traced graph.
+_MAX_UNROLLED_SAMPLES = 16
+
+
+def _chunks(num_samples, batch_size, width, n, max_per_call=None):
     """(inputs per call, samples per call, calls per batch) within memory.
 
     Inputs per call come first: a weight sample is drawn once per call and
@@ -157,7 +162,7 @@ def _chunks(num_samples, batch_size, width, n):
     """
     if batch_size is None:
         batch_size = int(max(1, min(n, _MAX_CHUNK_FLOATS // width)))
-    most = max(1, min(num_samples, _MAX_CHUNK_FLOATS // (batch_size * width)))
+    most = max(1, min(num_samples, _MAX_CHUNK_FLOATS // (batch_size * width), max_per_call or num_samples))
     calls = -(-num_samples // most)
     # Equal chunks, so that one compiled function serves every call.
     return batch_size, -(-num_samples // calls), calls
@@ -176,7 +181,10 @@ def _draw_samples(model, inputs, num_samples, batch_size, jit_compile, determini
         batch_size, _, _ = _chunks(num_samples, batch_size, width, n)
         per_call, calls = num_samples, 1
     else:
-        batch_size, per_call, calls = _chunks(num_samples, batch_size, width, n)
+        unrolled = any(getattr(l, "unrolls_samples", False) for l in model._flatten_layers())
+        batch_size, per_call, calls = _chunks(
+            num_samples, batch_size, width, n, _MAX_UNROLLED_SAMPLES if unrolled else None
+        )
     function = _predict_function(model, per_call, jit_compile)
     chunks = []
     for start in range(0, n, batch_size):

@@ -61,8 +61,9 @@ def test_vectorised_predict_of_conv_matches_closed_form_variance():
     model = keras.Sequential([keras.Input((6, 6, 2)), layer])
     scale = layer.posterior_scale("kernel")
     exact_var = (layer._linear(x**2, scale**2) + layer.posterior_scale("bias") ** 2).numpy()
-    result = tfp_uq.predict(model, x, num_samples=3000, seed=0, task="regression")
-    np.testing.assert_allclose(result.epistemic_variance, exact_var, rtol=0.12)
+    result = tfp_uq.predict(model, x, num_samples=1500, seed=0, task="regression")
+    # Relative standard error of a variance from 1500 draws: sqrt(2 / 1500) = 3.7%.
+    np.testing.assert_allclose(result.epistemic_variance, exact_var, rtol=0.15)
 
 
 def test_channels_first_matches_channels_last():

@@ -30,6 +30,10 @@ class BayesianConv(_estimators.BayesianLinear):
     Bayesian ones of the Dense layers.
     """
 
+    # Vectorised prediction loops over samples in the graph (tfp_uq.predict
+    # bounds samples per call).
+    unrolls_samples = True
+
     rank = None
 
     def __init__(

@@ -34,6 +34,10 @@ class BayesianLoRA(WrapsLayer, BayesianLayer):
     >>> adapted = tfp_uq.layers.BayesianLoRA(pretrained_dense, rank=4)
     """
 
+    # Vectorised prediction loops over samples in the graph (tfp_uq.predict
+    # bounds samples per call).
+    unrolls_samples = True
+
     def __init__(self, layer, rank=4, alpha=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)):
