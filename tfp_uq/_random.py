@@ -60,14 +60,6 @@ def rademacher(shape, seed, dtype="float32"):
     return ops.cast(2 * bits - 1, dtype)
 
 
-def reseed(generator, seed):
-    """Sets a `keras.random.SeedGenerator` to a state derived from `seed`."""
-    state = generator.state
-    generator.state.assign(
-        ops.convert_to_tensor([seed & 0x7FFFFFFF, 0], dtype=state.dtype)
-    )
-
-
 def uniform(shape, seed, dtype="float32"):
     """Uniform draw on [0, 1) of `shape` from a `[2]`-shaped seed tensor."""
     if _is_tensorflow():
