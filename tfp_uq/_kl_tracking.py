@@ -72,6 +72,12 @@ def attach(model, layers):
     return True
 
 
+def attach_for_training(model, layers):
+    """`attach` from a callback's on_train_begin: retraces the train step if new."""
+    if layers and attach(model, layers):
+        model.make_train_function(force=True)
+
+
 def add_elbo_terms(logs):
     """Adds `data_loss` = loss - kl_loss (and val_) to `logs` in place."""
     if logs is None:

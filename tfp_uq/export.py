@@ -155,16 +155,10 @@ def export(
             outputs["refer"] = score > threshold
         return outputs
 
-    layers = prediction._stochastic_layers(model)
-    old_states = prediction._reseed(layers, seed) if seed is not None and layers else None
-    try:
+    with prediction.seeded(prediction._stochastic_layers(model), seed):
         archive = keras.export.ExportArchive()
         archive.track(model)
         function = tf.function(serve, input_signature=specs, jit_compile=jit_compile, autograph=False)
         archive.add_endpoint("serve", function)
         archive.write_out(path, verbose=False)
-    finally:
-        if old_states is not None:
-            for layer, state in zip(layers, old_states):
-                layer.seed_generator.state.assign(state)
     return path

@@ -1,5 +1,6 @@
 """Prediction with uncertainty: many Monte Carlo samples in one pass."""
 
+import contextlib
 import dataclasses
 import weakref
 
@@ -124,14 +125,23 @@ def _gpu_visible():
     return bool(tf.config.list_logical_devices("GPU"))
 
 
-def _reseed(layers, seed):
-    """Sets each layer's generator from `seed`; returns the old states."""
+@contextlib.contextmanager
+def seeded(layers, seed):
+    """Within this context the layers' generators start from states derived
+    from `seed` (None: unchanged); their previous states come back after."""
+    if seed is None or not layers:
+        yield
+        return
     old = [layer.seed_generator.state.numpy() for layer in layers]
     children = np.random.SeedSequence(seed).generate_state(len(layers))
     for layer, child in zip(layers, children):
         state = layer.seed_generator.state
         state.assign(np.array([int(child) & 0x7FFFFFFF, 0], dtype=state.dtype))
-    return old
+    try:
+        yield
+    finally:
+        for layer, state in zip(layers, old):
+            layer.seed_generator.state.assign(state)
 
 
 def _as_inputs(x):
@@ -280,16 +290,11 @@ def predict(
     if hasattr(model, "sample_outputs"):
         num_samples = getattr(model, "num_members", num_samples)
     layers = _stochastic_layers(model)
-    old_states = _reseed(layers, seed) if seed is not None and layers else None
-    try:
+    with seeded(layers, seed):
         samples = _draw_samples(
             model, inputs, num_samples, batch_size, jit_compile,
             deterministic=not layers and not hasattr(model, "sample_outputs"),
         )
-    finally:
-        if old_states is not None:
-            for layer, state in zip(layers, old_states):
-                layer.seed_generator.state.assign(state)
 
     gaussian = _has_gaussian_head(model)
     if task == "auto":

@@ -115,9 +115,7 @@ class CalibrationLogger(keras.callbacks.Callback):
                 raise ValueError(
                     f"validation_data: x has per-example shape {got}, but the model expects {expected[1:]}"
                 )
-        layers = bayesian_layers(self.model)
-        if layers and _kl_tracking.attach(self.model, layers):
-            self.model.make_train_function(force=True)
+        _kl_tracking.attach_for_training(self.model, bayesian_layers(self.model))
         if self.png_dir:
             os.makedirs(self.png_dir, exist_ok=True)
         if self.log_dir and self._writer is None:

@@ -132,8 +132,7 @@ class KLAnnealing(keras.callbacks.Callback):
                     "num_examples=N to KLAnnealing or call tfp_uq.set_kl_weight first"
                 )
             self._bases[layer] = layer.kl_weight
-        if _kl_tracking.attach(self.model, bayesian_layers(self.model)):
-            self.model.make_train_function(force=True)
+        _kl_tracking.attach_for_training(self.model, bayesian_layers(self.model))
         self._apply(self._step() if self.update_per == "step" else 0)
 
     def _step(self):
