@@ -111,3 +111,21 @@ def test_bad_arguments_raise(linear_model, kwargs, error, message):
 def test_model_must_be_a_keras_model():
     with pytest.raises(TypeError, match="model"):
         tfp_uq.predict(lambda x: x, X)
+
+
+def test_multi_input_model_takes_a_list_or_a_dict(linear_model):
+    # Two named inputs whose concatenation feeds the fixture's layer: the
+    # predictive mean and variance are the closed form of X.
+    first, second = keras.Input((1,), name="first"), keras.Input((3,), name="second")
+    layer = linear_model.layers[0]
+    model = keras.Model([first, second], layer(keras.layers.Concatenate()([first, second])))
+    as_list = tfp_uq.predict(model, [X[:, :1], X[:, 1:]], num_samples=4000, seed=0, task="regression")
+    as_dict = tfp_uq.predict(model, {"second": X[:, 1:], "first": X[:, :1]}, num_samples=4000, seed=0,
+                             task="regression")
+    np.testing.assert_array_equal(as_list.mean, as_dict.mean)
+    loc, scale = layer.kernel.numpy(), layer.posterior_scale("kernel").numpy()
+    exact_var = (X**2) @ scale**2 + layer.posterior_scale("bias").numpy() ** 2
+    np.testing.assert_allclose(as_dict.mean, X @ loc + layer.bias.numpy(), atol=4 * np.sqrt(exact_var.max() / 4000))
+    np.testing.assert_allclose(as_dict.epistemic_variance, exact_var, rtol=0.1)
+    with pytest.raises(ValueError, match="x must not be an empty dict"):
+        tfp_uq.predict(model, {})

@@ -46,6 +46,14 @@ def unit_interval(name, value):
     return value
 
 
+def closed_unit_interval(name, value):
+    """Returns `value` as a float in [0, 1], or raises ValueError/TypeError."""
+    value = real(name, value)
+    if not 0 <= value <= 1:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return value
+
+
 def positive_int(name, value):
     """Returns `value` as an int > 0, or raises ValueError/TypeError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -66,7 +66,9 @@ def _fit(args):
     outputs = len(prep.classes) if args.task == "classification" else 1
     print(f"{len(train)} training and {len(val)} validation rows, {len(names)} features, task {args.task}, method {args.method}")
     keras.utils.set_random_seed(args.seed)
-    model = _recipes.build(args.method, len(names), args.task, outputs, len(train), hidden=tuple(args.hidden), seed=args.seed)
+    steps = _recipes.decay_steps(len(train), args.epochs, args.batch_size)
+    model = _recipes.build(args.method, len(names), args.task, outputs, len(train), hidden=tuple(args.hidden), seed=args.seed,
+                           decay_steps=steps)
     model.fit(prep.inputs(x[train]), y[train], epochs=args.epochs, batch_size=args.batch_size, verbose=2 if not args.quiet else 0)
     os.makedirs(args.output, exist_ok=True)
     _, table = _evaluation(model, prep, prep.inputs(x[val]), y[val], _recipes.num_predict_samples(args.method, args.samples),

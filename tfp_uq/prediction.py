@@ -92,12 +92,15 @@ def forward_samples(model, inputs, num_samples):
     (see `tfp_uq._sampling`). A model with a `sample_outputs(inputs)` method
     (e.g. `DeepEnsemble`) gives its own samples instead.
     """
-    batch = inputs if len(inputs) > 1 else inputs[0]
+    if isinstance(inputs, dict):
+        batch = inputs
+    else:
+        batch = inputs if len(inputs) > 1 else inputs[0]
     if hasattr(model, "sample_outputs"):
         return model.sample_outputs(batch)
-    tiled = [ops.tile(x, (num_samples,) + (1,) * (len(x.shape) - 1)) for x in inputs]
+    tiled = keras.tree.map_structure(lambda x: ops.tile(x, (num_samples,) + (1,) * (len(x.shape) - 1)), batch)
     with _sampling.vectorized(num_samples):
-        outputs = model(tiled if len(tiled) > 1 else tiled[0], training=False)
+        outputs = model(tiled, training=False)
     return ops.reshape(outputs, (num_samples, -1) + tuple(outputs.shape[1:]))
 
 
@@ -145,7 +148,15 @@ def seeded(layers, seed):
 
 
 def _as_inputs(x):
-    inputs = list(x) if isinstance(x, (list, tuple)) else [x]
+    """`(arrays, keys)`: the input arrays and, for a dict `x`, their keys."""
+    keys = None
+    if isinstance(x, dict):
+        if not x:
+            raise ValueError("x must not be an empty dict")
+        keys = sorted(x)
+        inputs = [x[key] for key in keys]
+    else:
+        inputs = list(x) if isinstance(x, (list, tuple)) else [x]
     arrays = []
     for value in inputs:
         array = np.asarray(value)
@@ -156,7 +167,7 @@ def _as_inputs(x):
         arrays.append(array)
     if len({a.shape[0] for a in arrays}) != 1:
         raise ValueError("all inputs in x must have the same batch size")
-    return arrays
+    return arrays, keys
 
 
 # Samples per call for models whose layers unroll a loop over samples
@@ -178,7 +189,7 @@ def _chunks(num_samples, batch_size, width, n, max_per_call=None):
     return batch_size, -(-num_samples // calls), calls
 
 
-def _draw_samples(model, inputs, num_samples, batch_size, jit_compile, deterministic):
+def _draw_samples(model, inputs, keys, num_samples, batch_size, jit_compile, deterministic):
     n = inputs[0].shape[0]
     # The widest activation is unknown; assume at least 256 floats per input.
     try:
@@ -202,6 +213,8 @@ def _draw_samples(model, inputs, num_samples, batch_size, jit_compile, determini
         size = batch[0].shape[0]
         if size < batch_size and start > 0:  # pad: one shape for every call
             batch = [np.concatenate([x, np.repeat(x[-1:], batch_size - size, 0)]) for x in batch]
+        if keys is not None:
+            batch = dict(zip(keys, batch))
         parts = np.concatenate([np.asarray(function(batch)) for _ in range(calls)], axis=0)
         if deterministic:
             parts = np.broadcast_to(parts, (num_samples,) + parts.shape[1:])
@@ -245,7 +258,8 @@ def predict(
 
     Args:
         model: a built Keras model.
-        x: inputs (array, or list of arrays for a multi-input model).
+        x: inputs: an array, or a list or dict of arrays for a multi-input
+            model.
         num_samples: number of Monte Carlo samples (positive integer).
         batch_size: inputs per compiled call (default: chosen from memory).
         seed: integer for reproducible samples (the layers' random state is
@@ -277,7 +291,7 @@ def predict(
     seed = _validation.optional_int("seed", seed)
     _validation.one_of("task", task, TASKS)
     _validation.boolean("from_logits", from_logits)
-    inputs = _as_inputs(x)
+    inputs, keys = _as_inputs(x)
     if jit_compile is None:
         jit_compile = _gpu_visible()
     else:
@@ -292,7 +306,7 @@ def predict(
     layers = _stochastic_layers(model)
     with seeded(layers, seed):
         samples = _draw_samples(
-            model, inputs, num_samples, batch_size, jit_compile,
+            model, inputs, keys, num_samples, batch_size, jit_compile,
             deterministic=not layers and not hasattr(model, "sample_outputs"),
         )
 
