@@ -94,9 +94,9 @@ class BayesianLinear(BayesianLayer):
     def _point_bias(self):
         return None if self.bias is None else ops.convert_to_tensor(self.bias)
 
-    def _mean_outputs(self, inputs, draws):
-        bias = draws["bias"].loc if "bias" in draws else self._point_bias()
-        return self._outputs(inputs, draws["kernel"].loc, bias)
+    def _mean_outputs(self, inputs):
+        bias = self.posterior_loc("bias") if "bias" in self._posteriors else self._point_bias()
+        return self._outputs(inputs, self.posterior_loc("kernel"), bias)
 
     def _sample_outputs(self, inputs, seed):
         """Returns (pre-activation outputs, KL) for one stochastic pass."""
@@ -130,8 +130,8 @@ class BayesianLinear(BayesianLayer):
             # Prediction only (tfp_uq.predict): no KL term is added.
             outputs = self._vectorized_outputs(inputs, seed, num_samples)
         elif self.deterministic:
-            draws, kl = self.draw_posteriors(seed, perturb=False)
-            outputs = self._mean_outputs(inputs, draws)
+            _, kl = self.draw_posteriors(seed, output=None)
+            outputs = self._mean_outputs(inputs)
         else:
             outputs, kl = self._sample_outputs(inputs, seed)
         if not num_samples:
@@ -158,29 +158,24 @@ class Reparameterization:
     """Estimator mixin: one weight draw per call, shared across the batch."""
 
     def _sample_outputs(self, inputs, seed):
-        draws, kl = self.draw_posteriors(seed)
-        kernel = draws["kernel"].loc + draws["kernel"].perturbation
-        if "bias" in draws:
-            bias = draws["bias"].loc + draws["bias"].perturbation
-        else:
-            bias = self._point_bias()
-        return self._outputs(inputs, kernel, bias), kl
+        samples, kl = self.draw_posteriors(seed, output="sample")
+        bias = samples["bias"] if "bias" in samples else self._point_bias()
+        return self._outputs(inputs, samples["kernel"], bias), kl
 
 
 class Flipout:
     """Estimator mixin: one shared perturbation, signs flipped per example."""
 
     def _sample_outputs(self, inputs, seed):
-        draws, kl = self.draw_posteriors(seed)
+        perturbations, kl = self.draw_posteriors(seed, output="perturbation")
         sign_in = _random.rademacher(
             self._flip_shape(ops.shape(inputs)), _random.substream(seed, 10), self.compute_dtype
         )
-        bias_delta = draws["bias"].perturbation if "bias" in draws else None
-        perturbation = self._outputs(inputs * sign_in, draws["kernel"].perturbation, bias_delta)
+        perturbation = self._outputs(inputs * sign_in, perturbations["kernel"], perturbations.get("bias"))
         sign_out = _random.rademacher(
             self._flip_shape(ops.shape(perturbation)), _random.substream(seed, 11), self.compute_dtype
         )
-        return self._mean_outputs(inputs, draws) + perturbation * sign_out, kl
+        return self._mean_outputs(inputs) + perturbation * sign_out, kl
 
 
 class LocalReparameterization:
@@ -189,13 +184,13 @@ class LocalReparameterization:
     _independent_per_example = True
 
     def _sample_outputs(self, inputs, seed):
-        draws, kl = self.draw_posteriors(seed, perturb=False)
-        mean = self._mean_outputs(inputs, draws)
+        scales, kl = self.draw_posteriors(seed, output="scale")
+        mean = self._mean_outputs(inputs)
         # The variance is computed in float32: squares underflow in float16.
-        scale = draws["kernel"].scale
+        scale = scales["kernel"]
         variance = self._linear(ops.square(ops.cast(inputs, scale.dtype)), ops.square(scale))
-        if "bias" in draws:
-            variance = self._add_bias(variance, ops.square(draws["bias"].scale))
+        if "bias" in scales:
+            variance = self._add_bias(variance, ops.square(scales["bias"]))
         noise = _random.normal(ops.shape(variance), _random.substream(seed, 10), variance.dtype)
         # The tiny constant keeps the gradient of sqrt finite for all-zero inputs.
         return mean + self._cast(ops.sqrt(variance + 1e-12) * noise), kl

@@ -88,12 +88,12 @@ class BayesianLoRA(WrapsLayer, BayesianLayer):
             b = self.sample_weights("lora_b", _random.substream(seed, 1), num_samples)
             blocks = ops.split(inputs, num_samples, axis=0)
             return ops.concatenate([self._apply(x, self._kernel(a[s], b[s])) for s, x in enumerate(blocks)], axis=0)
-        draws, kl = self.draw_posteriors(seed, perturb=not self.deterministic)
-        a, b = draws["lora_a"], draws["lora_b"]
         if self.deterministic:
-            kernel = self._kernel(a.loc, b.loc)
+            _, kl = self.draw_posteriors(seed, output=None)
+            kernel = self._kernel(self.posterior_loc("lora_a"), self.posterior_loc("lora_b"))
         else:
-            kernel = self._kernel(a.loc + a.perturbation, b.loc + b.perturbation)
+            samples, kl = self.draw_posteriors(seed, output="sample")
+            kernel = self._kernel(samples["lora_a"], samples["lora_b"])
         self.add_kl_loss(kl, training)
         return self._apply(inputs, kernel)
 
