@@ -47,10 +47,12 @@ def loss(task, method="plain"):
 
     Regression: beta-NLL with beta 0.5 for point-estimate networks (plain,
     MC dropout, ensembles), which fits the mean better than the plain NLL
-    (measured on UCI concrete, 3 splits: RMSE 5.82 -> 5.28, test LL -3.05 ->
-    -3.00); the exact NLL for variational methods, whose ELBO needs the true
-    likelihood next to the KL (beta-NLL there shrinks the data term: energy
-    test LL fell from -1.09 to -2.18). Classification: cross-entropy.
+    (UCI concrete, MC dropout, 3 splits at Adam 1e-3: RMSE 5.82 -> 5.28,
+    test LL -3.05 -> -3.00); the exact NLL for variational methods, whose
+    ELBO needs the true likelihood next to the KL (beta-NLL there shrinks
+    the data term against the KL: Flipout on UCI energy, same optimiser,
+    test LL -2.18 with beta 0.5 on 3 splits, -0.93 with the exact NLL on
+    20). Classification: cross-entropy.
     """
     from tfp_uq import losses
 
