@@ -92,10 +92,7 @@ def forward_samples(model, inputs, num_samples):
     (see `tfp_uq._sampling`). A model with a `sample_outputs(inputs)` method
     (e.g. `DeepEnsemble`) gives its own samples instead.
     """
-    if isinstance(inputs, dict):
-        batch = inputs
-    else:
-        batch = inputs if len(inputs) > 1 else inputs[0]
+    batch = inputs if isinstance(inputs, dict) or len(inputs) > 1 else inputs[0]
     if hasattr(model, "sample_outputs"):
         return model.sample_outputs(batch)
     tiled = keras.tree.map_structure(lambda x: ops.tile(x, (num_samples,) + (1,) * (len(x.shape) - 1)), batch)
