@@ -11,12 +11,17 @@ seed per call (one state update); the draws inside that call use sub-streams
 derived from that seed with `substream`.
 """
 
+import math
+
 import keras
 from keras import ops
 
 # Offset between the sub-streams of one seed: a large prime, so that the
 # sub-streams of two layers collide only if their seeds differ by a multiple.
 _SUBSTREAM_STRIDE = 1_000_003
+
+# Bit positions 0..31 of a 32-bit word, to unpack it into 32 random bits.
+_BIT_INDEX = tuple(range(32))
 
 
 def _is_tensorflow():
@@ -47,16 +52,28 @@ def normal(shape, seed, dtype="float32"):
 
 
 def rademacher(shape, seed, dtype="float32"):
-    """Random signs in {-1, +1} of `shape` from a `[2]`-shaped seed tensor."""
-    if _is_tensorflow():
-        import tensorflow as tf
+    """Random signs in {-1, +1} of `shape` from a `[2]`-shaped seed tensor.
 
-        bits = tf.random.stateless_uniform(
-            shape, seed=tf.cast(seed, "int32"), minval=0, maxval=2,
-            dtype="int32", alg="philox",
-        )
-    else:
+    On TensorFlow each sign is one bit of a Philox word: 32 signs per word,
+    where drawing each sign as its own integer costs a whole word (Flipout's
+    signs for a 128x784 batch took ~0.4 ms under XLA on CPU, ~10% of a step).
+    """
+    if not _is_tensorflow():
         bits = keras.random.randint(shape, 0, 2, seed=seed, dtype="int32")
+        return ops.cast(2 * bits - 1, dtype)
+    import tensorflow as tf
+
+    if all(isinstance(d, int) for d in shape):
+        size = math.prod(shape)
+    else:  # a dimension only known when the graph runs (the batch)
+        shape = tf.stack([tf.cast(d, "int32") for d in shape])
+        size = tf.reduce_prod(shape)
+    words = tf.random.stateless_uniform(
+        tf.reshape((size + 31) // 32, [1]), seed=tf.cast(seed, "int32"),
+        minval=None, maxval=None, dtype="int32", alg="philox",
+    )
+    bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(words[:, None], _BIT_INDEX), 1)
+    bits = tf.reshape(tf.reshape(bits, [-1])[:size], shape)
     return ops.cast(2 * bits - 1, dtype)
 
 
