@@ -227,6 +227,16 @@ def _looks_like_probabilities(samples):
     )
 
 
+def _summary_input(samples):
+    """The float64 samples, or float32 on JAX without 64-bit mode (it has no float64)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            return samples.astype("float32")
+    return samples
+
+
 def predict(
     model,
     x,
@@ -315,10 +325,10 @@ def predict(
             else "regression"
         )
     if task == "classification":
-        fields = _summaries.classification(samples, from_logits)
+        fields = _summaries.classification(_summary_input(samples), from_logits)
         fields["mean"] = fields["probs"]
     else:
-        fields = _summaries.regression(samples, gaussian)
+        fields = _summaries.regression(_summary_input(samples), gaussian)
     fields = {key: np.asarray(keras.ops.convert_to_numpy(value)) for key, value in fields.items()}
     return PredictionResult(
         task=task, num_samples=num_samples, samples=samples if return_samples else None, **fields

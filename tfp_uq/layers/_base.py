@@ -146,7 +146,8 @@ class VariationalLayer(StochasticLayer):
         # tf.distribute, as it does the compiled loss: the KL counts once.
         self.add_loss(weighted)
         tracker = _kl_tracking.tracker_of(self)
-        if tracker is not None:
+        # JAX's stateless train step cannot update a metric from a layer call.
+        if tracker is not None and keras.backend.backend() != "jax":
             tracker.update_state(weighted)
 
     def get_config(self):
