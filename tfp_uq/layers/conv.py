@@ -76,10 +76,10 @@ class BayesianConv(_estimators.BayesianLinear):
             data_format=self.data_format, dilation_rate=self.dilation_rate,
         )
 
-    def _add_bias(self, outputs, bias):
+    def _broadcastable_bias(self, bias):
         if self.data_format == "channels_first":
-            bias = ops.reshape(bias, (-1,) + (1,) * self.rank)
-        return outputs + bias
+            return ops.reshape(bias, (-1,) + (1,) * self.rank)
+        return bias
 
     def _linear_per_sample(self, inputs, kernels, biases, num_samples):
         # Per-sample convolutions: measured faster on CPU than one grouped

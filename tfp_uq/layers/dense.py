@@ -37,8 +37,8 @@ class BayesianDense(_estimators.BayesianLinear):
     def _linear(self, inputs, kernel):
         return ops.matmul(inputs, kernel)
 
-    def _add_bias(self, outputs, bias):
-        return outputs + bias
+    def _broadcastable_bias(self, bias):
+        return bias
 
     def _linear_per_sample(self, inputs, kernels, biases, num_samples):
         shape = ops.shape(inputs)
