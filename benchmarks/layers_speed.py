@@ -12,8 +12,10 @@ model) and, within each, the best of `--repeats` timings.
 The MLP table also has a floor row: a Dense layer whose kernel is the sum of
 two variables, so Adam updates twice as many values. A mean-field layer has
 two variables per weight (mean and scale), so no such layer can be faster
-than this row, whatever its sampling costs. When `tf_keras` is importable, TFP's own `tfp.layers`
-equivalents run side by side (their ratio is against the tf_keras plain layer).
+than this row, whatever its sampling costs.
+
+When `tf_keras` is importable, TFP's own `tfp.layers` equivalents run side by
+side (their ratio is against the tf_keras plain layer).
 
 Run:  .venv/bin/python benchmarks/layers_speed.py  [--steps 200] [--threads 2] [--only mlp|cnn]
 Takes about 10 minutes on 2 CPU cores with the defaults.
