@@ -14,6 +14,10 @@ two variables, so Adam updates twice as many values. A mean-field layer has
 two variables per weight (mean and scale), so no such layer can be faster
 than this row, whatever its sampling costs.
 
+A second table times one forward pass of the same models at inference
+(`training=False`, one sample per call: what `model.predict` and `evaluate`
+run), in steps per second read as passes per second.
+
 When `tf_keras` is importable, TFP's own `tfp.layers` equivalents run side by
 side (their ratio is against the tf_keras plain layer).
 
@@ -104,31 +108,57 @@ def _cnn(module, cls, kwargs):
     )
 
 
-def keras_rows(tf, args, model_kind):
+def _keras_kinds(model_kind):
     import keras
 
     import tfp_uq
 
     bayes = {"kl_weight": 1e-4}
     if model_kind == "mlp":
-        build, shape = _mlp, (784,)
-        kinds = [
+        return _mlp, (784,), [
             ("keras Dense", keras.layers.Dense, {}),
             ("keras Dense, 2 variables per weight (floor)", _two_variable_dense(), {}),
             ("tfp_uq DenseReparameterization", tfp_uq.layers.DenseReparameterization, bayes),
             ("tfp_uq DenseFlipout", tfp_uq.layers.DenseFlipout, bayes),
             ("tfp_uq DenseLocalReparameterization", tfp_uq.layers.DenseLocalReparameterization, bayes),
         ]
-    else:
-        build, shape = _cnn, (28, 28, 1)
-        kinds = [
-            ("keras Conv2D", keras.layers.Conv2D, {}),
-            ("tfp_uq Conv2DReparameterization", tfp_uq.layers.Conv2DReparameterization, bayes),
-            ("tfp_uq Conv2DFlipout", tfp_uq.layers.Conv2DFlipout, bayes),
-        ]
+    return _cnn, (28, 28, 1), [
+        ("keras Conv2D", keras.layers.Conv2D, {}),
+        ("tfp_uq Conv2DReparameterization", tfp_uq.layers.Conv2DReparameterization, bayes),
+        ("tfp_uq Conv2DFlipout", tfp_uq.layers.Conv2DFlipout, bayes),
+    ]
+
+
+def keras_rows(tf, args, model_kind):
+    import keras
+
+    build, shape, kinds = _keras_kinds(model_kind)
     data = dataset(tf, args.batch_size, shape)
     return [(name, jit, _best_time(tf, lambda: build(keras, cls, kwargs), data, jit, args))
             for jit in (False, True) for name, cls, kwargs in kinds]
+
+
+def forward_rows(tf, args, model_kind):
+    """Seconds per forward pass (training=False, one sample) of a batch."""
+    import keras
+
+    build, shape, kinds = _keras_kinds(model_kind)
+    x = next(iter(dataset(tf, args.batch_size, shape)))[0]
+    rows = []
+    for jit in (False, True):
+        for name, cls, kwargs in kinds:
+            model = build(keras, cls, kwargs)
+            forward = tf.function(lambda x, model=model: model(x, training=False), jit_compile=jit)
+            forward(x)
+            best = float("inf")
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                for _ in range(args.steps):
+                    out = forward(x)
+                out.numpy()
+                best = min(best, (time.perf_counter() - start) / args.steps)
+            rows.append((name, jit, best))
+    return rows
 
 
 def tfp_rows(tf, args, model_kind):
@@ -181,6 +211,7 @@ def main():
         if args.only not in (None, kind):
             continue
         print_table(f"{title}, Keras 3 (tfp_uq)", keras_rows(tf, args, kind))
+        print_table(f"{title}, one forward pass (training=False), Keras 3 (tfp_uq)", forward_rows(tf, args, kind))
         if not args.no_tfp:
             rows = tfp_rows(tf, args, kind)
             print_table(f"{title}, tf_keras (TFP's own layers)", rows) if rows else print("\ntf_keras not importable: TFP's layers skipped")

@@ -1,8 +1,11 @@
-"""Statistical checks of the seeded draws in `tfp_uq._random`."""
+"""Checks of the seeded draws in `tfp_uq._random`: the hash, then statistics."""
+
+import struct
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import xxhash
 from scipy import stats
 
 from tfp_uq import _random
@@ -10,11 +13,87 @@ from tfp_uq import _random
 SEED = tf.constant([3, 4])
 
 
+def _reference_xxh32(word0, word1, seed):
+    return xxhash.xxh32_intdigest(struct.pack("<II", word0, word1), seed=seed)
+
+
+def test_xxh32_matches_the_reference_implementation():
+    rng = np.random.default_rng(0)
+    word0, word1, seed = (rng.integers(0, 2**32, size=200, dtype=np.uint64).astype(np.uint32) for _ in range(3))
+    got = _random.xxh32(tf.constant(word0), tf.constant(word1), tf.constant(seed)).numpy()
+    expected = [_reference_xxh32(int(a), int(b), int(c)) for a, b, c in zip(word0, word1, seed)]
+    assert got.tolist() == expected
+
+
+@pytest.mark.parametrize("seed", [[123456789, 42], [-5, 2**40 + 7]])
+def test_draws_are_built_from_xxh32_of_the_element_index(seed):
+    # Key: two hashes of the seed's low 32-bit words; bits of element i:
+    # the hash of (i, key1) with seed key0.
+    words = [w % 2**32 for w in seed]
+    key0 = _reference_xxh32(*words, seed=0)
+    key1 = _reference_xxh32(*words, seed=1)
+    bits = np.array([_reference_xxh32(i, key1, seed=key0) for i in range(15)], dtype=np.uint64)
+    draw = _random.uniform((3, 5), tf.constant(seed, "int64")).numpy()
+    np.testing.assert_array_equal(draw.ravel(), (bits >> 8) / 2.0**24)
+
+
+def test_extreme_bits_give_finite_symmetric_normals_and_uniforms_below_one():
+    bits = tf.constant([0, 2**32 - 1, 2**31 - 1, 2**31], "uint32")
+    normals = _random.normal_from_bits(bits).numpy()
+    assert np.all(np.isfinite(normals))
+    assert normals[0] == -normals[1] and normals[2] == -normals[3]
+    assert normals[0] == pytest.approx(stats.norm.ppf(2.0**-24), rel=1e-5)
+    uniforms = _random.uniform_from_bits(bits).numpy()
+    assert uniforms[0] == 0.0 and uniforms[1] == 1.0 - 2.0**-24
+
+
+def test_every_bit_is_fair():
+    bits = _random._bits(tf.constant([40000]), SEED).numpy()
+    ones = (bits[:, None] >> np.arange(32, dtype=np.uint32)) & 1
+    assert np.all(np.abs(ones.mean(axis=0) - 0.5) < 4 * 0.5 / np.sqrt(len(bits)))
+
+
 def test_normal_draw_is_standard_normal():
     draw = _random.normal((400, 250), SEED).numpy().ravel()
     assert stats.kstest(draw, "norm").pvalue > 1e-3
     assert abs(draw.mean()) < 4 / np.sqrt(draw.size)
     assert abs(draw.var() - 1.0) < 4 * np.sqrt(2 / draw.size)
+
+
+def test_uniform_draw_is_uniform():
+    draw = _random.uniform((400, 250), SEED).numpy().ravel()
+    assert draw.min() >= 0.0 and draw.max() < 1.0
+    assert stats.kstest(draw, "uniform").pvalue > 1e-3
+
+
+def test_normal_draw_is_uncorrelated_within_and_across_seeds():
+    n = 100_000
+    draw = _random.normal((n,), SEED).numpy()
+    bound = 4 / np.sqrt(n)
+    for lag in (1, 2, 255, 256, 257, 4096):
+        assert abs(np.corrcoef(draw[:-lag], draw[lag:])[0, 1]) < bound, lag
+    # A layer's next call gets the seed with its second word plus one; its
+    # weights and bias use sub-streams of that seed.
+    for other in (tf.constant([3, 5]), tf.constant([4, 4]), _random.substream(SEED, 1)):
+        assert abs(np.corrcoef(draw, _random.normal((n,), other).numpy())[0, 1]) < bound
+
+
+@pytest.mark.parametrize("draw", [_random.normal, _random.uniform, _random.rademacher])
+def test_draw_is_the_same_eager_in_a_graph_with_unknown_batch_and_under_xla(draw):
+    expected = draw((100, 7), SEED).numpy()
+
+    def in_graph(x):
+        return draw((tf.shape(x)[0], 7), SEED)
+
+    graph = tf.function(in_graph, input_signature=[tf.TensorSpec((None, 3))])
+    xla = tf.function(in_graph, jit_compile=True)
+    np.testing.assert_array_equal(graph(tf.zeros((100, 3))).numpy(), expected)
+    np.testing.assert_array_equal(xla(tf.zeros((100, 3))).numpy(), expected)
+
+
+def test_a_draw_larger_than_an_int32_index_raises():
+    with pytest.raises(ValueError, match="elements"):
+        _random.normal((2**16, 2**16), SEED)
 
 
 def test_rademacher_signs_are_fair_and_independent():
@@ -36,20 +115,10 @@ def test_rademacher_substreams_differ():
     assert abs(np.mean(first * second)) < 4 / 64
 
 
-def test_rademacher_is_the_same_eager_in_a_graph_with_unknown_batch_and_under_xla():
-    expected = _random.rademacher((100, 7), SEED).numpy()
-
-    def draw(x):
-        return _random.rademacher((tf.shape(x)[0], 7), SEED)
-
-    graph = tf.function(draw, input_signature=[tf.TensorSpec((None, 3))])
-    xla = tf.function(draw, jit_compile=True)
-    np.testing.assert_array_equal(graph(tf.zeros((100, 3))).numpy(), expected)
-    np.testing.assert_array_equal(xla(tf.zeros((100, 3))).numpy(), expected)
-
-
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
-def test_rademacher_dtype(dtype):
+def test_draw_dtype(dtype):
     signs = _random.rademacher((5, 3), SEED, dtype)
     assert signs.dtype == dtype
     assert set(np.unique(signs.numpy().astype("float32"))) <= {-1.0, 1.0}
+    assert _random.normal((5, 3), SEED, dtype).dtype == dtype
+    assert _random.uniform((5, 3), SEED, dtype).dtype == dtype

@@ -27,7 +27,7 @@ def _computed_once(value):
     """`value`, exactly; under XLA computed once rather than per consumer element.
 
     XLA on CPU fuses cheap elementwise producers into their consumers. A small
-    drawn tensor added to a large output (a bias sample: Philox, an inverse
+    drawn tensor added to a large output (a bias sample: random bits, an inverse
     normal CDF, softplus, ~70 operations per element) was thereby recomputed
     for every output element: for a Conv2D bias once per pixel (~20 ms of a
     160 ms step of the CNN in benchmarks/layers_speed.py). XLA does not fuse a
