@@ -32,10 +32,8 @@ from keras import ops
 # sub-streams of two layers collide only if their seeds differ by a multiple.
 _SUBSTREAM_STRIDE = 1_000_003
 
-# xxHash32's five primes.
-_PRIME1, _PRIME2, _PRIME3, _PRIME4, _PRIME5 = (
-    0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1,
-)
+# The xxHash32 primes that an 8-byte message uses (PRIME32_1 only serves longer ones).
+_PRIME2, _PRIME3, _PRIME4, _PRIME5 = 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1
 
 # Bit positions 0..31 of a 32-bit word, to unpack it into 32 random bits.
 _BIT_INDEX = tuple(range(32))
