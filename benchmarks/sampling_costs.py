@@ -75,7 +75,7 @@ def flipout_matmul_ms(tf):
     return both - call
 
 
-def draw_rows(tf, keras):
+def draw_rows(tf):
     import tfp_uq
 
     layer = tfp_uq.layers.DenseReparameterization(256, kl_weight=1e-4)
@@ -136,7 +136,7 @@ def main():
     needed = sum(ms for name, ms in ops if "not used" not in name)
     print(f"{'sum of the operations used':46s} {needed:7.3f}")
     print(f"\n{'whole draw of the layer (call included)':46s} {'ms':>7s}")
-    for name, ms in draw_rows(tf, keras):
+    for name, ms in draw_rows(tf):
         print(f"{name:46s} {ms:7.3f}")
     steps = step_rows(tf, keras)
     dense, floor = steps[0][1], steps[1][1]
