@@ -1,4 +1,5 @@
-"""Bayesian layers train under mixed precision with float32 variables and KL."""
+"""Bayesian layers under dtype policies: mixed precision keeps float32 variables
+and KL; float64 layers compute, store and predict in float64."""
 
 import keras
 import numpy as np
@@ -48,3 +49,24 @@ def test_conv_and_lora_layers_run(policy):
     lora = tfp_uq.bayesianize(base, method="lora", lora_rank=2, num_examples=64, layer_filter=lambda l: l.units == 4)
     lora.compile("adam", "mse")
     assert np.isfinite(lora.fit(X, X[:, :2], epochs=1, verbose=0).history["loss"][0])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: layers.DenseFlipout(3, dtype="float64"), lambda: layers.DenseReparameterization(3, dtype="float64"),
+     lambda: layers.DenseLocalReparameterization(3, dtype="float64"), lambda: layers.ConcreteDropout(
+         layers.DenseFlipout(3, dtype="float64"), dtype="float64")],
+    ids=["flipout", "reparameterization", "local_reparameterization", "concrete_dropout"],
+)
+def test_float64_layers_train_in_float64(make):
+    # Keras sums add_loss terms in float32: a float64 KL term must not break fit
+    # (it does for keras Dense(dtype="float64") with a kernel_regularizer).
+    model = keras.Sequential([keras.Input((4,), dtype="float64"), make()])
+    tfp_uq.set_kl_weight(model, num_examples=len(X))
+    model.compile("adam", "mse", jit_compile=True)
+    x = X.astype("float64")
+    history = model.fit(x, x[:, :3], epochs=2, verbose=0).history
+    assert np.all(np.isfinite(history["loss"])) and np.isfinite(history["kl_loss"][-1])
+    assert all(v.dtype == "float64" for v in model.layers[0].trainable_weights)
+    assert model.predict(x[:2], verbose=0).dtype == "float64"
+    assert tfp_uq.predict(model, x[:5], num_samples=4, seed=0).mean.shape == (5, 3)

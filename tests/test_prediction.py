@@ -129,3 +129,41 @@ def test_multi_input_model_takes_a_list_or_a_dict(linear_model):
     np.testing.assert_allclose(as_dict.epistemic_variance, exact_var, rtol=0.1)
     with pytest.raises(ValueError, match="x must not be an empty dict"):
         tfp_uq.predict(model, {})
+
+
+def test_dataset_input_gives_the_same_prediction_as_arrays(linear_model):
+    import tensorflow as tf
+
+    arrays = tfp_uq.predict(linear_model, X, num_samples=16, seed=3, task="regression")
+    targets = np.zeros((len(X), 3), "float32")
+    for dataset in (tf.data.Dataset.from_tensor_slices(X).batch(7),
+                    tf.data.Dataset.from_tensor_slices((X, targets)).batch(16)):
+        result = tfp_uq.predict(linear_model, dataset, num_samples=16, seed=3, task="regression")
+        np.testing.assert_array_equal(result.mean, arrays.mean)
+        np.testing.assert_array_equal(result.epistemic_variance, arrays.epistemic_variance)
+    with pytest.raises(ValueError, match="unbatched"):
+        tfp_uq.predict(linear_model, tf.data.Dataset.from_tensor_slices(X[:, 0]))
+    with pytest.raises(ValueError, match="empty"):
+        tfp_uq.predict(linear_model, tf.data.Dataset.from_tensor_slices(X[:0]).batch(4))
+
+
+def test_model_with_several_outputs_gets_one_result_per_output_from_shared_samples(tmp_path):
+    # Two heads on one Bayesian layer: each output's result equals that of a
+    # single-output model made of the same layers (same seed, same draws).
+    inputs = keras.Input((4,))
+    hidden = layers.DenseFlipout(6, posterior_scale_init=0.3, kl_weight=0.0, seed=1)(inputs)
+    head = keras.layers.Dense(3, activation="softmax")
+    probabilities, value = head(hidden), keras.layers.Dense(1)(hidden)
+    model = keras.Model(inputs, {"class": probabilities, "value": value})
+    results = tfp_uq.predict(model, X, num_samples=32, seed=2)
+    assert set(results) == {"class", "value"}
+    assert results["class"].task == "classification" and results["value"].task == "regression"
+    alone = tfp_uq.predict(keras.Model(inputs, probabilities), X, num_samples=32, seed=2)
+    np.testing.assert_allclose(results["class"].probs, alone.probs, rtol=1e-6)
+    np.testing.assert_allclose(results["class"].mutual_information, alone.mutual_information, rtol=1e-5, atol=1e-7)
+    assert results["value"].epistemic_variance.shape == (len(X), 1)
+    assert np.all(results["value"].epistemic_variance > 0)
+    as_list = tfp_uq.predict(keras.Model(inputs, [probabilities, value]), X, num_samples=32, seed=2)
+    np.testing.assert_allclose(as_list[1].mean, results["value"].mean, rtol=1e-6)
+    with pytest.raises(ValueError, match="one output"):
+        tfp_uq.export(model, tmp_path / "export")

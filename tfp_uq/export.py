@@ -139,6 +139,11 @@ def export(
     def serve(*inputs):
         if posterior is None:
             samples = prediction.forward_samples(model, list(inputs), num_samples)
+            if isinstance(samples, (list, tuple, dict)):
+                raise ValueError(
+                    "export serves models with one output; this model has several. Export one "
+                    "keras.Model(model.inputs, output) per output."
+                )
         else:
             batch = inputs[0] if len(inputs) == 1 else list(inputs)
             samples = tf.vectorized_map(

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfp_uq import _sampling, _summaries, _validation
+from tfp_uq import _datasets, _sampling, _summaries, _validation
 from tfp_uq.layers.heads import GaussianHead
 
 TASKS = ("auto", "classification", "regression")
@@ -77,6 +77,17 @@ def _stochastic_layers(model):
     ]
 
 
+def _gaussian_outputs(model, count):
+    """Per flattened output: whether a `GaussianHead` makes it."""
+    if count == 1:
+        return [_has_gaussian_head(model)]
+    try:
+        tensors = keras.tree.flatten(model.output)
+    except (AttributeError, ValueError):
+        return [False] * count
+    return [isinstance(getattr(t, "_keras_history", [None])[0], GaussianHead) for t in tensors]
+
+
 def _has_gaussian_head(model):
     for member in getattr(model, "members", [model]):
         layers = getattr(member, "layers", None)
@@ -88,6 +99,8 @@ def _has_gaussian_head(model):
 def forward_samples(model, inputs, num_samples):
     """`(num_samples, batch, ...)` outputs of `model`, all samples in one pass.
 
+    A model with several outputs gives the same structure of such arrays.
+
     Inputs are tiled `num_samples` times and traced in the vectorised mode
     (see `tfp_uq._sampling`). A model with a `sample_outputs(inputs)` method
     (e.g. `DeepEnsemble`) gives its own samples instead.
@@ -98,7 +111,9 @@ def forward_samples(model, inputs, num_samples):
     tiled = keras.tree.map_structure(lambda x: ops.tile(x, (num_samples,) + (1,) * (len(x.shape) - 1)), batch)
     with _sampling.vectorized(num_samples):
         outputs = model(tiled, training=False)
-    return ops.reshape(outputs, (num_samples, -1) + tuple(outputs.shape[1:]))
+    return keras.tree.map_structure(
+        lambda output: ops.reshape(output, (num_samples, -1) + tuple(output.shape[1:])), outputs
+    )
 
 
 def _predict_function(model, num_samples, jit_compile):
@@ -146,6 +161,8 @@ def seeded(layers, seed):
 
 def _as_inputs(x):
     """`(arrays, keys)`: the input arrays and, for a dict `x`, their keys."""
+    if _datasets.is_dataset(x):
+        x = _datasets.to_arrays(x)[0]
     keys = None
     if isinstance(x, dict):
         if not x:
@@ -186,13 +203,23 @@ def _chunks(num_samples, batch_size, width, n, max_per_call=None):
     return batch_size, -(-num_samples // calls), calls
 
 
-def _draw_samples(model, inputs, keys, num_samples, batch_size, jit_compile, deterministic):
-    n = inputs[0].shape[0]
-    # The widest activation is unknown; assume at least 256 floats per input.
+def _output_width(model):
+    """Floats per input in the model's outputs, at least 256 (the widest
+    activation is unknown; assume at least that many)."""
     try:
-        width = max(int(np.prod(model.output_shape[1:])), 256)
+        shapes = model.output_shape
+        shapes = list(shapes.values()) if isinstance(shapes, dict) else shapes
+        shapes = [shapes] if isinstance(shapes, tuple) else shapes
+        return max(256, sum(int(np.prod(shape[1:])) for shape in shapes))
     except (AttributeError, ValueError, TypeError):
-        width = 256
+        return 256
+
+
+def _draw_samples(model, inputs, keys, num_samples, batch_size, jit_compile, deterministic):
+    """`(samples, structure)`: a `(num_samples, n, ...)` array per model
+    output (flattened), and the structure the model returns them in."""
+    n = inputs[0].shape[0]
+    width = _output_width(model)
     if deterministic:  # no stochastic layer: every sample equals one pass
         batch_size, per_call, calls = _chunks(1, batch_size, width, n)
     elif hasattr(model, "sample_outputs"):  # e.g. an ensemble: all its samples per call
@@ -212,11 +239,17 @@ def _draw_samples(model, inputs, keys, num_samples, batch_size, jit_compile, det
             batch = [np.concatenate([x, np.repeat(x[-1:], batch_size - size, 0)]) for x in batch]
         if keys is not None:
             batch = dict(zip(keys, batch))
-        parts = np.concatenate([np.asarray(function(batch)) for _ in range(calls)], axis=0)
-        if deterministic:
-            parts = np.broadcast_to(parts, (num_samples,) + parts.shape[1:])
-        chunks.append(parts[:num_samples, :size])
-    return np.concatenate(chunks, axis=1).astype("float64")
+        outputs = [function(batch) for _ in range(calls)]
+        structure = outputs[0]
+        calls_leaves = [[np.asarray(leaf) for leaf in keras.tree.flatten(output)] for output in outputs]
+        leaves = []
+        for parts in zip(*calls_leaves):
+            parts = np.concatenate(parts, axis=0)
+            if deterministic:
+                parts = np.broadcast_to(parts, (num_samples,) + parts.shape[1:])
+            leaves.append(parts[:num_samples, :size])
+        chunks.append(leaves)
+    return [np.concatenate(parts, axis=1).astype("float64") for parts in zip(*chunks)], structure
 
 
 def _looks_like_probabilities(samples):
@@ -265,8 +298,9 @@ def predict(
 
     Args:
         model: a built Keras model.
-        x: inputs: an array, or a list or dict of arrays for a multi-input
-            model.
+        x: inputs: an array, a list or dict of arrays for a multi-input
+            model, or a batched `tf.data.Dataset` of inputs or of
+            `(inputs, targets)` tuples (read once, targets ignored).
         num_samples: number of Monte Carlo samples (positive integer).
         batch_size: inputs per compiled call (default: chosen from memory).
         seed: integer for reproducible samples (the layers' random state is
@@ -282,7 +316,10 @@ def predict(
             for models whose variables are mirrored over several devices.
 
     Returns:
-        A `PredictionResult`.
+        A `PredictionResult`; for a model with several outputs, one per
+        output, in the structure (list or dict) the model returns them in,
+        all from the same weight samples (`task` and `from_logits` apply to
+        each; "auto" decides per output).
 
     Example:
 
@@ -312,12 +349,19 @@ def predict(
         num_samples = getattr(model, "num_members", num_samples)
     layers = _stochastic_layers(model)
     with seeded(layers, seed):
-        samples = _draw_samples(
+        outputs, structure = _draw_samples(
             model, inputs, keys, num_samples, batch_size, jit_compile,
             deterministic=not layers and not hasattr(model, "sample_outputs"),
         )
+    results = [
+        _summarise(samples, num_samples, task, from_logits, gaussian, return_samples)
+        for samples, gaussian in zip(outputs, _gaussian_outputs(model, len(outputs)))
+    ]
+    return results[0] if len(results) == 1 else keras.tree.pack_sequence_as(structure, results)
 
-    gaussian = _has_gaussian_head(model)
+
+def _summarise(samples, num_samples, task, from_logits, gaussian, return_samples):
+    """The `PredictionResult` of one output's `(num_samples, n, ...)` samples."""
     if task == "auto":
         task = (
             "classification"

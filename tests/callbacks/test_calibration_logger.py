@@ -35,6 +35,23 @@ def test_history_holds_calibration_metrics_and_elbo_parts():
     assert values["ece"] == pytest.approx(history["val_ece"][-1])
 
 
+def test_dataset_and_dict_validation_data_log_the_same_metrics_as_arrays():
+    model = _classifier()
+    first, second = keras.Input((2,), name="first"), keras.Input((2,), name="second")
+    two_inputs = keras.Model([first, second], model(keras.layers.Concatenate()([first, second])))
+    as_arrays = CalibrationLogger(([X[:40, :2], X[:40, 2:]], LABELS[:40]), num_samples=8, seed=4)
+    as_dict = CalibrationLogger(({"first": X[:40, :2], "second": X[:40, 2:]}, LABELS[:40]), num_samples=8, seed=4)
+    dataset = tf.data.Dataset.from_tensor_slices(((X[:40, :2], X[:40, 2:]), LABELS[:40])).batch(16)
+    as_dataset = CalibrationLogger(dataset, num_samples=8, seed=4)
+    values = []
+    for logger in (as_arrays, as_dict, as_dataset):
+        logger.set_model(two_inputs)
+        values.append(logger.compute()[0])
+    assert values[0] == pytest.approx(values[1]) and values[0] == pytest.approx(values[2])
+    with pytest.raises(ValueError, match="validation_data"):
+        CalibrationLogger(tf.data.Dataset.from_tensor_slices(X).batch(8))
+
+
 def test_early_stopping_on_val_ece_stops_training():
     model = _classifier()
     logger = CalibrationLogger((X[:40], LABELS[:40]), num_samples=4)

@@ -6,7 +6,7 @@ import os
 import keras
 import numpy as np
 
-from tfp_uq import _kl_tracking, _validation, metrics, prediction
+from tfp_uq import _datasets, _kl_tracking, _validation, metrics, prediction
 from tfp_uq.elbo import bayesian_layers
 
 METRICS = {
@@ -36,6 +36,13 @@ def _regression_metrics(result, y):
     }
 
 
+def _first_input(x):
+    """The first input array of x (an array, or a list, tuple or dict of them)."""
+    if isinstance(x, dict):
+        return next(iter(x.values()))
+    return x[0] if isinstance(x, (list, tuple)) else x
+
+
 class CalibrationLogger(keras.callbacks.Callback):
     """Logs calibration metrics of the Monte Carlo predictive on validation data.
 
@@ -51,7 +58,9 @@ class CalibrationLogger(keras.callbacks.Callback):
     with `png_dir` the figure is also saved as a PNG per logged epoch.
 
     Args:
-        validation_data: `(x, y)`; y holds integer labels or regression targets.
+        validation_data: `(x, y)`, x an array or a list or dict of arrays, y
+            integer labels or regression targets; or a batched
+            `tf.data.Dataset` of `(x, y)` (read once, when the callback is made).
         num_samples: Monte Carlo samples per prediction (positive integer).
         every: log every this many epochs (positive integer).
         metrics: names to log (default: all for the task).
@@ -83,10 +92,17 @@ class CalibrationLogger(keras.callbacks.Callback):
         jit_compile=None,
     ):
         super().__init__()
+        if _datasets.is_dataset(validation_data):
+            validation_data = _datasets.to_arrays(validation_data, "validation_data")
+            if validation_data[1] is None:
+                raise ValueError("validation_data: the tf.data.Dataset must yield (x, y) tuples")
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a tuple (x, y)")
+            raise ValueError(
+                f"validation_data must be a tuple (x, y) or a batched tf.data.Dataset of them, "
+                f"got {type(validation_data).__name__}"
+            )
         x, y = validation_data
-        x_first = x[0] if isinstance(x, (list, tuple)) else x
+        x_first = _first_input(x)
         if len(x_first) != len(y) or len(y) == 0:
             raise ValueError(
                 f"validation_data: x and y must have the same non-zero length, got {len(x_first)} and {len(y)}"
@@ -108,7 +124,7 @@ class CalibrationLogger(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         expected = getattr(self.model, "input_shape", None)
-        x_first = self.x[0] if isinstance(self.x, (list, tuple)) else self.x
+        x_first = _first_input(self.x)
         if isinstance(expected, tuple) and len(expected) > 1 and all(isinstance(d, (int, type(None))) for d in expected):
             got = np.shape(x_first)[1:]
             if len(got) != len(expected) - 1 or any(e not in (None, g) for e, g in zip(expected[1:], got)):
@@ -132,6 +148,11 @@ class CalibrationLogger(keras.callbacks.Callback):
         result = prediction.predict(self.model, self.x, num_samples=self.num_samples, seed=self.seed, task=self.task,
             jit_compile=self.jit_compile,
         )
+        if not isinstance(result, prediction.PredictionResult):
+            raise ValueError(
+                "CalibrationLogger needs a model with one output; this model has several. Log one "
+                "keras.Model(model.inputs, output) per output."
+            )
         if result.task == "classification":
             values = _classification_metrics(result, self.y, self.num_bins)
         else:

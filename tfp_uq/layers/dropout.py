@@ -245,7 +245,7 @@ class ConcreteDropout(_InputDropoutWrapper, VariationalLayer):
         p = ops.sigmoid(ops.convert_to_tensor(self.rate_logit))
         kernel = getattr(self.layer, "kernel", None)
         weights = [kernel] if kernel is not None else self.layer.trainable_weights
-        squared = sum(ops.sum(ops.square(ops.cast(w, "float32"))) for w in weights)
+        squared = sum(ops.sum(ops.square(ops.cast(w, p.dtype))) for w in weights)
         neg_entropy = p * ops.log(p) + (1.0 - p) * ops.log1p(-p)
         return self.length_scale**2 * squared / (1.0 - p) + 2.0 * self.input_dim * neg_entropy
 
