@@ -144,7 +144,8 @@ class VariationalLayer(StochasticLayer):
         # In floatx: Keras sums the losses of a float64 layer in float32 and
         # fails on a float64 term (as it does for a Dense(dtype="float64")
         # with a kernel_regularizer).
-        weighted = ops.cast(self.kl_weight_variable * ops.cast(kl, self.kl_weight_variable.dtype), keras.backend.floatx())
+        weight = self.kl_weight_variable
+        weighted = ops.cast(weight * ops.cast(kl, weight.dtype), keras.backend.floatx())
         # Keras (>= 3.8) divides add_loss terms by the number of replicas under
         # tf.distribute, as it does the compiled loss: the KL counts once.
         self.add_loss(weighted)
