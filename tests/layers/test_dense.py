@@ -89,6 +89,25 @@ def test_layer_adds_weighted_kl_as_its_loss(cls):
     np.testing.assert_allclose(layer.losses[0], 0.01 * expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_shared_layer_counts_its_kl_once_per_model_call(jit_compile):
+    # A siamese model calls one layer on two inputs: its weights have one
+    # posterior, so the ELBO has one KL term (as Keras has one L2 term for a
+    # shared Dense with a kernel_regularizer).
+    shared = DenseReparameterization(2, seed=3)
+    first, second = keras.Input((X.shape[1],)), keras.Input((X.shape[1],))
+    model = keras.Model([first, second], keras.layers.Add()([shared(first), shared(second)]))
+    tfp_uq.set_kl_weight(model, 0.5)
+    model([X, X])
+    assert len(model.losses) == 1
+    np.testing.assert_allclose(model.losses[0], 0.5 * shared.kl_divergence(), rtol=1e-6)
+    model.compile("sgd", "mse", jit_compile=jit_compile)
+    y = np.zeros((len(X), 2), "float32")
+    before = float(shared.kl_divergence())  # one step: fit logs the KL before its update
+    logs = model.fit([X, X], y, batch_size=len(X), epochs=1, verbose=0).history
+    np.testing.assert_allclose(logs["kl_loss"][0], 0.5 * before, rtol=1e-5)
+
+
 def test_same_seed_gives_same_outputs_and_calls_differ():
     a, b = (DenseFlipout(5, seed=3, kernel_initializer="ones", posterior_scale_init=0.5) for _ in range(2))
     first_a, first_b = a(X), b(X)

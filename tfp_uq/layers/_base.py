@@ -129,7 +129,14 @@ class VariationalLayer(StochasticLayer):
             self.kl_weight_variable.assign(value)
 
     def add_kl_loss(self, kl, training=None):
-        """Adds kl_weight * kl with `add_loss` (and reports it as `kl_loss`)."""
+        """Adds kl_weight * kl with `add_loss` (and reports it as `kl_loss`).
+
+        A layer called several times in one model call (shared weights, as
+        in a siamese network) adds its KL once, as Keras adds a weight
+        regularizer once: its weights have one posterior, whatever the calls.
+        """
+        if self._get_own_losses():  # added already since Keras last cleared them
+            return
         if training and self._kl_weight is None and not self._warned_kl_weight:
             self._warned_kl_weight = True
             warnings.warn(
