@@ -27,6 +27,21 @@ _SEED_STATE_KEY = "seed_state"
 _COMPILED_DRAWS = weakref.WeakKeyDictionary()
 
 
+def _after(drawn, kl):
+    """`drawn`, exactly, made to depend on `kl` through an added zero.
+
+    Under XLA the KL's reads of the posterior variables then come before the
+    forward pass that leads to the gradients, hence before the optimizer
+    updates those variables in place. Without this order XLA copied each
+    posterior's mean and scale variables at the start of every compiled
+    training step: removing the copies made a DenseFlipout MLP step ~9%
+    faster (benchmarks/layers_speed.py, 2 threads). The zero is
+    `0 * isnan(kl)`, so a non-finite KL does not reach the outputs.
+    """
+    zero = ops.cast(ops.isnan(kl), "float32") * 0.0
+    return {name: value + ops.cast(zero, value.dtype) for name, value in drawn.items()}
+
+
 class WrapsLayer:
     """Mixin of layers that wrap another layer, `self.layer`, saved with them."""
 
@@ -258,7 +273,7 @@ class BayesianLayer(VariationalLayer):
                 drawn[name] = noise
             elif output == "scale":
                 drawn[name] = scale
-        return drawn, kl
+        return _after(drawn, kl), kl
 
     def draw_posteriors(self, seed, output="sample"):
         """One posterior draw (or scale) per weight and the KL, in one pass.
