@@ -24,12 +24,12 @@ def test_computed_once_is_the_identity_with_identity_gradient_eager_and_under_xl
         np.testing.assert_array_equal(gradient.numpy(), weights.numpy())
 
 
-def test_drawn_values_are_exactly_unchanged_by_their_kl_anchor():
-    # The zero that orders the KL before the forward pass under XLA must add
-    # nothing, even when the KL is not finite.
-    from tfp_uq.layers._base import _after
+def test_outputs_are_exactly_unchanged_by_their_kl_anchor():
+    # The zero that orders the KL before the loss under XLA must add nothing,
+    # even when the KL is not finite.
+    from tfp_uq.layers._base import after_kl
 
     values = np.array([[1.5, -0.0, 3e-38], [-2.0, 1e30, 7.0]], "float32")
     for kl in (0.25, float("inf"), float("nan")):
-        drawn = _after({"kernel": keras.ops.convert_to_tensor(values)}, keras.ops.convert_to_tensor(kl))
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(drawn["kernel"]), values)
+        outputs = after_kl(keras.ops.convert_to_tensor(values), keras.ops.convert_to_tensor(kl))
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(outputs), values)

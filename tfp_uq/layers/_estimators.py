@@ -20,7 +20,7 @@ import keras
 from keras import ops
 
 from tfp_uq import _random, _sampling, _validation
-from tfp_uq.layers._base import BayesianLayer
+from tfp_uq.layers._base import BayesianLayer, after_kl
 
 
 def _computed_once(value):
@@ -202,7 +202,7 @@ class Flipout:
             # Conv2D step under XLA on CPU.
             bias = self._broadcastable_bias(_computed_once(self._cast(perturbations["bias"])))
             perturbation = perturbation + sign_out * bias
-        return self._mean_outputs(inputs) + perturbation, kl
+        return after_kl(self._mean_outputs(inputs) + perturbation, kl), kl
 
 
 class LocalReparameterization:
@@ -220,4 +220,4 @@ class LocalReparameterization:
             variance = self._add_bias(variance, _computed_once(ops.square(scales["bias"])))
         noise = _random.normal(ops.shape(variance), _random.substream(seed, 10), variance.dtype)
         # The tiny constant keeps the gradient of sqrt finite for all-zero inputs.
-        return mean + self._cast(ops.sqrt(variance + 1e-12) * noise), kl
+        return after_kl(mean + self._cast(ops.sqrt(variance + 1e-12) * noise), kl), kl
