@@ -27,23 +27,6 @@ _SEED_STATE_KEY = "seed_state"
 _COMPILED_DRAWS = weakref.WeakKeyDictionary()
 
 
-def after_kl(outputs, kl):
-    """`outputs`, exactly, made to depend on `kl` through an added zero.
-
-    Under XLA the KL's reads of the posterior variables then come before the
-    loss, hence before the gradients and the optimizer's in-place updates of
-    those variables; without this order XLA copies each posterior's mean and
-    scale variables at the start of every compiled training step. Estimators
-    whose outputs also read the posterior mean directly (Flipout, local
-    reparameterization) use it: their MLP training step under XLA got 5-10%
-    faster. For reparameterization, whose only reader of the mean is the
-    weight draw, it measured 5% slower, so that estimator does not. The zero
-    is `0 * isnan(kl)`: a non-finite KL does not reach the outputs.
-    """
-    zero = ops.cast(ops.isnan(kl), outputs.dtype) * 0.0
-    return outputs + zero
-
-
 class WrapsLayer:
     """Mixin of layers that wrap another layer, `self.layer`, saved with them."""
 

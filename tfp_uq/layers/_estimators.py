@@ -20,7 +20,7 @@ import keras
 from keras import ops
 
 from tfp_uq import _random, _sampling, _validation
-from tfp_uq.layers._base import BayesianLayer, after_kl
+from tfp_uq.layers._base import BayesianLayer
 
 
 def _computed_once(value):
@@ -36,6 +36,23 @@ def _computed_once(value):
     CPU compiler removes it before fusion.
     """
     return ops.sum(ops.stack([value, ops.zeros_like(value)], axis=-1), axis=-1)
+
+
+def _after_kl(outputs, kl):
+    """`outputs`, exactly, made to depend on `kl` through an added zero.
+
+    Under XLA the KL's reads of the posterior variables then come before the
+    loss, hence before the gradients and the optimizer's in-place updates of
+    those variables; without this order XLA copies each posterior's mean and
+    scale variables at the start of every compiled training step. Estimators
+    whose outputs also read the posterior mean directly (Flipout, local
+    reparameterization) use it: their MLP training step under XLA got 5-10%
+    faster. For reparameterization, whose only reader of the mean is the
+    weight draw, it measured 5% slower, so that estimator does not. The zero
+    is `0 * isnan(kl)`: a non-finite KL does not reach the outputs.
+    """
+    zero = ops.cast(ops.isnan(kl), outputs.dtype) * 0.0
+    return outputs + zero
 
 
 class BayesianLinear(BayesianLayer):
@@ -202,7 +219,7 @@ class Flipout:
             # Conv2D step under XLA on CPU.
             bias = self._broadcastable_bias(_computed_once(self._cast(perturbations["bias"])))
             perturbation = perturbation + sign_out * bias
-        return after_kl(self._mean_outputs(inputs) + perturbation, kl), kl
+        return _after_kl(self._mean_outputs(inputs) + perturbation, kl), kl
 
 
 class LocalReparameterization:
@@ -220,4 +237,4 @@ class LocalReparameterization:
             variance = self._add_bias(variance, _computed_once(ops.square(scales["bias"])))
         noise = _random.normal(ops.shape(variance), _random.substream(seed, 10), variance.dtype)
         # The tiny constant keeps the gradient of sqrt finite for all-zero inputs.
-        return after_kl(mean + self._cast(ops.sqrt(variance + 1e-12) * noise), kl), kl
+        return _after_kl(mean + self._cast(ops.sqrt(variance + 1e-12) * noise), kl), kl
