@@ -52,6 +52,19 @@ def dataset(tf, batch_size, input_shape, num_classes=10):
     return tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(4)
 
 
+def best_call_seconds(fn, calls, repeats):
+    """Best seconds per call of `fn()` over `repeats` timings of `calls` calls."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            out = fn()
+        out.numpy()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
 def time_model(tf, model, data, jit, args):
     """Best seconds per step over `args.repeats` timings of `args.steps` steps."""
     model.compile(
@@ -66,7 +79,6 @@ def time_model(tf, model, data, jit, args):
         model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0)
         best = min(best, (time.perf_counter() - start) / args.steps)
     return best
-
 
 
 def _best_time(tf, build, data, jit, args):
@@ -149,15 +161,7 @@ def forward_rows(tf, args, model_kind):
         for name, cls, kwargs in kinds:
             model = build(keras, cls, kwargs)
             forward = tf.function(lambda x, model=model: model(x, training=False), jit_compile=jit)
-            forward(x)
-            best = float("inf")
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                for _ in range(args.steps):
-                    out = forward(x)
-                out.numpy()
-                best = min(best, (time.perf_counter() - start) / args.steps)
-            rows.append((name, jit, best))
+            rows.append((name, jit, best_call_seconds(lambda: forward(x), args.steps, args.repeats)))
     return rows
 
 

@@ -22,7 +22,6 @@ Takes about 2 minutes on 2 CPU cores.
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -30,15 +29,9 @@ SHAPE = (784, 256)
 
 
 def best_ms(fn, calls=300, repeats=5):
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            out = fn()
-        out.numpy()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best * 1e3
+    from layers_speed import best_call_seconds
+
+    return best_call_seconds(fn, calls, repeats) * 1e3
 
 
 def op_rows(tf):
@@ -100,23 +93,14 @@ def draw_rows(tf):
 
 def step_rows(tf, keras):
     import tfp_uq
-    from layers_speed import _mlp, _two_variable_dense, dataset
+    from layers_speed import _mlp, _two_variable_dense, dataset, time_model
 
     data = dataset(tf, 128, (784,))
-    rows = []
-    for name, cls, kwargs in [("keras Dense", keras.layers.Dense, {}),
-                              ("Dense, 2 variables per weight (floor)", _two_variable_dense(), {}),
-                              ("tfp_uq DenseReparameterization", tfp_uq.layers.DenseReparameterization, {"kl_weight": 1e-4})]:
-        model = _mlp(keras, cls, kwargs)
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=False)
-        model.fit(data, steps_per_epoch=20, epochs=1, verbose=0)
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            model.fit(data, steps_per_epoch=200, epochs=1, verbose=0)
-            best = min(best, (time.perf_counter() - start) / 200)
-        rows.append((name, best * 1e3))
-    return rows
+    timing = argparse.Namespace(warmup=20, steps=200, repeats=3)
+    kinds = [("keras Dense", keras.layers.Dense, {}),
+             ("Dense, 2 variables per weight (floor)", _two_variable_dense(), {}),
+             ("tfp_uq DenseReparameterization", tfp_uq.layers.DenseReparameterization, {"kl_weight": 1e-4})]
+    return [(name, time_model(tf, _mlp(keras, cls, kwargs), data, False, timing) * 1e3) for name, cls, kwargs in kinds]
 
 
 def main():
