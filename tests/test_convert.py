@@ -117,3 +117,13 @@ def test_subclassed_model_gets_a_clear_error():
     net(np.zeros((1, 3), "float32"))
     with pytest.raises(TypeError, match="subclassed"):
         tfp_uq.bayesianize(net)
+
+
+def test_causal_conv1d_converts_and_keeps_predictions():
+    x = np.random.default_rng(4).normal(size=(3, 10, 2)).astype("float32")
+    model = keras.Sequential(
+        [keras.Input((10, 2)), keras.layers.Conv1D(4, 3, padding="causal", dilation_rate=2), keras.layers.Dense(1)]
+    )
+    converted = tfp_uq.bayesianize(model, moped_delta=1e-6, seed=0)
+    assert converted.layers[0].padding == "causal"
+    np.testing.assert_allclose(converted.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)

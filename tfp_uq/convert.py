@@ -50,10 +50,6 @@ def _check_options(layer):
                 f"{config[option]!r} is not supported by the Bayesian layers; remove it "
                 "or exclude the layer with layer_filter"
             )
-    if config.get("padding") == "causal":
-        raise ValueError(
-            f"bayesianize cannot convert layer {layer.name!r}: padding='causal' is not supported"
-        )
 
 
 def _bayesian_twin(layer, method, options):

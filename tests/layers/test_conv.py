@@ -86,6 +86,36 @@ def test_output_shape_equals_keras_conv():
         assert tuple(ours(np.zeros((1, 11, 9, 2), "float32")).shape[1:]) == theirs.compute_output_shape((None, 11, 9, 2))[1:]
 
 
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("kwargs", [dict(dilation_rate=2), dict(strides=2)])
+def test_causal_conv1d_equals_keras_and_ignores_the_future(data_format, kwargs):
+    rng = np.random.default_rng(3)
+    shape = (2, 9, 3) if data_format == "channels_last" else (2, 3, 9)
+    x = rng.normal(size=shape).astype("float32")
+    ours = layers.Conv1DFlipout(4, 3, padding="causal", data_format=data_format, kl_weight=0.0, seed=1, **kwargs)
+    theirs = keras.layers.Conv1D(4, 3, padding="causal", data_format=data_format, **kwargs)
+    theirs.build(shape)
+    ours.build(shape)
+    ours.kernel.assign(rng.normal(size=theirs.kernel.shape).astype("float32"))
+    ours.bias.assign(rng.normal(size=(4,)).astype("float32"))
+    theirs.set_weights([ours.kernel.numpy(), ours.bias.numpy()])
+    ours.deterministic = True
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+    assert ours.compute_output_shape(shape) == theirs.compute_output_shape(shape)
+    # Sampled outputs up to time t depend only on inputs up to t.
+    ours.deterministic = False
+    time_axis = 1 if data_format == "channels_last" else 2
+    changed = x.copy()
+    np.moveaxis(changed, time_axis, 0)[5:] += 10.0
+    seed = ours.seed_generator.state.numpy()
+    before = ours(x).numpy()
+    ours.seed_generator.state.assign(seed)
+    after = ours(changed).numpy()
+    steps = 5 // kwargs.get("strides", 1) + (5 % kwargs.get("strides", 1) > 0)
+    np.testing.assert_array_equal(np.moveaxis(after, time_axis, 0)[:steps], np.moveaxis(before, time_axis, 0)[:steps])
+    assert not np.allclose(after, before)
+
+
 @pytest.mark.parametrize(
     "kwargs, error, argument",
     [

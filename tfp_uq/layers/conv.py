@@ -9,6 +9,8 @@ from tfp_uq import _validation
 from tfp_uq.layers import _estimators
 
 PADDINGS = ("valid", "same")
+# "causal" (left padding of the time axis, as in keras.layers.Conv1D) is 1D only.
+PADDINGS_1D = PADDINGS + ("causal",)
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
@@ -51,7 +53,7 @@ class BayesianConv(_estimators.BayesianLinear):
         self.kernel_size = _tuple("kernel_size", kernel_size, self.rank)
         self.strides = _tuple("strides", strides, self.rank)
         self.dilation_rate = _tuple("dilation_rate", dilation_rate, self.rank)
-        self.padding = _validation.one_of("padding", padding, PADDINGS)
+        self.padding = _validation.one_of("padding", padding, PADDINGS_1D if self.rank == 1 else PADDINGS)
         self.data_format = _validation.one_of(
             "data_format", data_format or keras.config.image_data_format(), DATA_FORMATS
         )
@@ -71,8 +73,15 @@ class BayesianConv(_estimators.BayesianLinear):
         self.built = True
 
     def _linear(self, inputs, kernel):
+        padding = self.padding
+        if padding == "causal":
+            # Pad the past only, so output t sees inputs <= t (keras.layers.Conv1D).
+            time_axis = 1 if self.data_format == "channels_last" else 2
+            pad = [[0, 0]] * 3
+            pad[time_axis] = [self.dilation_rate[0] * (self.kernel_size[0] - 1), 0]
+            inputs, padding = ops.pad(inputs, pad), "valid"
         return ops.conv(
-            inputs, kernel, strides=self.strides, padding=self.padding,
+            inputs, kernel, strides=self.strides, padding=padding,
             data_format=self.data_format, dilation_rate=self.dilation_rate,
         )
 
@@ -110,7 +119,7 @@ class BayesianConv(_estimators.BayesianLinear):
         ):
             if size is None:
                 spatial.append(None)
-            elif self.padding == "same":
+            elif self.padding in ("same", "causal"):
                 spatial.append(math.ceil(size / stride))
             else:
                 spatial.append((size - dilation * (kernel - 1) - 1) // stride + 1)
@@ -139,7 +148,8 @@ def _doc(rank, estimator, sentence):
     A drop-in for `keras.layers.Conv{rank}D`: {sentence}
 
     Args:
-        filters, kernel_size, strides, padding ("valid" or "same"),
+        filters, kernel_size, strides, padding ("valid", "same", or for 1D
+            also "causal"),
         data_format, dilation_rate, activation, use_bias, kernel_initializer,
         bias_initializer: as in `keras.layers.Conv{rank}D`.
         bayesian_bias, prior, posterior_scale_init, kl_weight, seed,
