@@ -228,6 +228,24 @@ def test_bad_arguments_raise_errors_naming_them(cls, kwargs, error, argument):
         cls(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "option, value, hint",
+    [
+        ("kernel_regularizer", "l2", "prior"),
+        ("bias_regularizer", "l2", "prior"),
+        ("kernel_constraint", "max_norm", "constraint"),
+        ("bias_constraint", "non_neg", "constraint"),
+        ("lora_rank", 4, "BayesianLoRA"),
+    ],
+)
+def test_dense_options_a_bayesian_layer_replaces_raise_and_say_why(option, value, hint):
+    with pytest.raises(ValueError, match=f"{option}.*{hint}"):
+        DenseFlipout(2, **{option: value})
+    with pytest.raises(ValueError, match=option):
+        tfp_uq.layers.Conv2DReparameterization(2, 3, **{option: value})
+    DenseFlipout(2, **{option: None})  # the Keras default, as in a Dense config, is fine
+
+
 @pytest.mark.parametrize("shape", [(None,), (None, 3, None)])
 def test_bad_input_shape_raises_value_error(shape):
     with pytest.raises(ValueError, match="rank >= 2|last input dimension"):

@@ -55,6 +55,22 @@ def _after_kl(outputs, kl):
     return outputs + zero
 
 
+# Options of keras.layers.Dense / ConvND that a Bayesian layer replaces, and with what.
+_REPLACED_OPTIONS = {
+    "kernel_regularizer": "the prior's KL term regularises the weights: choose `prior=` instead",
+    "bias_regularizer": "the prior's KL term regularises the weights: choose `prior=` instead",
+    "kernel_constraint": "sampled weights would not satisfy a constraint on their mean",
+    "bias_constraint": "sampled weights would not satisfy a constraint on their mean",
+    "lora_rank": "use tfp_uq.layers.BayesianLoRA for a Bayesian low-rank update",
+}
+
+
+def _reject_replaced_options(layer, kwargs):
+    for option, reason in _REPLACED_OPTIONS.items():
+        if kwargs.pop(option, None) is not None:
+            raise ValueError(f"{type(layer).__name__} does not take {option}: {reason}")
+
+
 class BayesianLinear(BayesianLayer):
     """Base of Bayesian layers computing activation(linear(x, kernel) + bias).
 
@@ -78,6 +94,7 @@ class BayesianLinear(BayesianLayer):
         bayesian_bias=True,
         **kwargs,
     ):
+        _reject_replaced_options(self, kwargs)
         super().__init__(**kwargs)
         self.activation = keras.activations.get(activation)
         self.use_bias = _validation.boolean("use_bias", use_bias)

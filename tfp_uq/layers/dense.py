@@ -73,6 +73,9 @@ _COMMON_DOC = """
             examples (or use `tfp_uq.set_kl_weight(model, num_examples=N)`).
         seed: integer seed for the layer's random draws.
         deterministic: if True, use the posterior mean (no sampling).
+
+    `keras.layers.Dense`'s regularizers and constraints are not taken (a
+    `ValueError` says so): the prior's KL term is the weights' regulariser.
 """
 
 
