@@ -52,6 +52,17 @@ def test_dataset_and_dict_validation_data_log_the_same_metrics_as_arrays():
         CalibrationLogger(tf.data.Dataset.from_tensor_slices(X).batch(8))
 
 
+def test_one_hot_validation_labels_log_the_same_metrics_as_integer_labels():
+    model = _classifier()
+    model.compile("adam", "categorical_crossentropy")
+    values = []
+    for labels in (LABELS[:40], np.eye(2)[LABELS[:40]]):
+        logger = CalibrationLogger((X[:40], labels), num_samples=8, seed=4)
+        logger.set_model(model)
+        values.append(logger.compute()[0])
+    assert values[0] == pytest.approx(values[1])
+
+
 def test_early_stopping_on_val_ece_stops_training():
     model = _classifier()
     logger = CalibrationLogger((X[:40], LABELS[:40]), num_samples=4)

@@ -89,6 +89,17 @@ def test_bad_inputs_raise_value_error(probs, labels, message):
         metrics.expected_calibration_error(probs, labels)
 
 
+def test_one_hot_labels_give_the_same_metrics_as_integer_labels():
+    one_hot = np.eye(3)[LABELS]
+    for metric in (
+        metrics.accuracy, metrics.negative_log_likelihood, metrics.brier_score,
+        metrics.expected_calibration_error, metrics.maximum_calibration_error,
+    ):
+        assert metric(PROBS, one_hot) == pytest.approx(metric(PROBS, LABELS))
+    with pytest.raises(ValueError, match="one-hot"):
+        metrics.expected_calibration_error(PROBS, np.full((4, 3), 1 / 3))  # soft labels
+
+
 def test_num_bins_must_be_positive():
     with pytest.raises(ValueError, match="num_bins"):
         metrics.expected_calibration_error(PROBS, LABELS, num_bins=0)

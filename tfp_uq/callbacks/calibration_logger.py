@@ -16,7 +16,7 @@ METRICS = {
 
 
 def _classification_metrics(result, y, num_bins):
-    labels = np.asarray(y).reshape(-1)
+    labels = np.asarray(y)
     return {
         "accuracy": metrics.accuracy(result.probs, labels),
         "nll": metrics.negative_log_likelihood(result.probs, labels),
@@ -59,7 +59,7 @@ class CalibrationLogger(keras.callbacks.Callback):
 
     Args:
         validation_data: `(x, y)`, x an array or a list or dict of arrays, y
-            integer labels or regression targets; or a batched
+            integer or one-hot labels or regression targets; or a batched
             `tf.data.Dataset` of `(x, y)` (read once, when the callback is made).
         num_samples: Monte Carlo samples per prediction (positive integer).
         every: log every this many epochs (positive integer).
