@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes, load_iris
@@ -34,15 +35,18 @@ def test_fit_then_evaluate_classification(iris_csv, tmp_path, capsys):
     assert lines[0] == "predicted,confidence,entropy,mutual_information" and len(lines) == 151
 
 
-def test_fit_regression_writes_plot(tmp_path, capsys):
+def test_fit_regression_writes_plot_and_uses_the_learning_rate_given(tmp_path, capsys):
     data = load_diabetes()
     csv = _write_csv(tmp_path / "d.csv", [f"f{i}" for i in range(10)] + ["y"],
                      np.column_stack([data.data, data.target]).tolist())
     out = tmp_path / "model"
     assert cli.main(["fit", "--csv", csv, "--target", "y", "--task", "regression", "--method", "mc_dropout",
-                     "--epochs", "5", "--output", str(out), "--quiet"]) == 0
+                     "--epochs", "5", "--learning-rate", "0.05", "--output", str(out), "--quiet"]) == 0
     assert "picp_95" in capsys.readouterr().out
     assert (out / "validation_calibration.png").exists() and (out / "model.keras").exists()
+    schedule = keras.models.load_model(out / "model.keras").optimizer.get_config()["learning_rate"]["config"]
+    assert schedule["initial_learning_rate"] == pytest.approx(0.05)
+    assert schedule["decay_steps"] == 5 * 12  # 5 epochs of ceil(354 / 32) steps
 
 
 @pytest.mark.parametrize(
@@ -69,6 +73,9 @@ def test_missing_file_and_bad_option(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["fit", "--csv", "x.csv", "--target", "y", "--task", "regression", "--epochs", "0"])
     assert "--epochs must be a positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--csv", "x.csv", "--target", "y", "--task", "regression", "--learning-rate", "-1"])
+    assert "--learning-rate must be a positive number" in capsys.readouterr().err
 
 
 def test_every_subcommand_has_help(capsys):
