@@ -127,3 +127,11 @@ def test_causal_conv1d_converts_and_keeps_predictions():
     converted = tfp_uq.bayesianize(model, moped_delta=1e-6, seed=0)
     assert converted.layers[0].padding == "causal"
     np.testing.assert_allclose(converted.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+
+
+def test_grouped_conv_converts_and_keeps_predictions():
+    x = np.random.default_rng(5).normal(size=(3, 6, 6, 4)).astype("float32")
+    model = keras.Sequential([keras.Input((6, 6, 4)), keras.layers.Conv2D(4, 3, groups=2), keras.layers.Flatten()])
+    converted = tfp_uq.bayesianize(model, moped_delta=1e-6, seed=0)
+    assert converted.layers[0].groups == 2
+    np.testing.assert_allclose(converted.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)

@@ -31,7 +31,6 @@ _UNSUPPORTED = {
     "kernel_constraint": None,
     "bias_constraint": None,
     "lora_rank": None,
-    "groups": 1,
 }
 
 
@@ -68,7 +67,8 @@ def _bayesian_twin(layer, method, options):
         raise ValueError(f"method={method!r} supports Dense layers only; layer {layer.name!r} is a convolution")
     return _CONV[(method, rank)](
         config["filters"], config["kernel_size"], strides=config["strides"], padding=config["padding"],
-        data_format=config["data_format"], dilation_rate=config["dilation_rate"], **common,
+        data_format=config["data_format"], dilation_rate=config["dilation_rate"], groups=config.get("groups", 1),
+        **common,
     )
 
 

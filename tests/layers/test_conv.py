@@ -116,6 +116,28 @@ def test_causal_conv1d_equals_keras_and_ignores_the_future(data_format, kwargs):
     assert not np.allclose(after, before)
 
 
+@pytest.mark.parametrize("cls", [layers.Conv2DFlipout, layers.Conv1DReparameterization])
+def test_grouped_conv_equals_keras_and_has_the_closed_form_variance(cls):
+    rng = np.random.default_rng(5)
+    shape = (2, 6, 6, 4) if cls.rank == 2 else (2, 9, 4)
+    x = rng.normal(size=shape).astype("float32")
+    ours = cls(6, 3, groups=2, posterior_scale_init=0.2, kl_weight=0.0, seed=0)
+    theirs = getattr(keras.layers, f"Conv{cls.rank}D")(6, 3, groups=2)
+    ours.build(shape)
+    theirs.build(shape)
+    assert ours.kernel.shape == theirs.kernel.shape  # (..., 4 // 2 inputs per group, 6)
+    ours.kernel.assign(rng.normal(size=ours.kernel.shape).astype("float32"))
+    theirs.set_weights([ours.kernel.numpy(), ours.bias.numpy()])
+    ours.deterministic = True
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+    ours.deterministic = False
+    model = keras.Sequential([keras.Input(shape[1:]), ours])
+    result = tfp_uq.predict(model, x, num_samples=1500, seed=0, task="regression")
+    exact_var = (ours._linear(x**2, ours.posterior_scale("kernel") ** 2) + ours.posterior_scale("bias") ** 2).numpy()
+    np.testing.assert_allclose(result.epistemic_variance, exact_var, rtol=0.15)
+    assert type(ours).from_config(ours.get_config()).groups == 2
+
+
 @pytest.mark.parametrize(
     "kwargs, error, argument",
     [
@@ -125,11 +147,18 @@ def test_causal_conv1d_equals_keras_and_ignores_the_future(data_format, kwargs):
         ({"filters": 2, "kernel_size": 3, "padding": "causal"}, ValueError, "padding"),
         ({"filters": 2, "kernel_size": 3, "data_format": "nhwc"}, ValueError, "data_format"),
         ({"filters": 2, "kernel_size": 3, "strides": 2, "dilation_rate": 2}, ValueError, "dilation_rate"),
+        ({"filters": 3, "kernel_size": 3, "groups": 2}, ValueError, "groups"),
+        ({"filters": 2, "kernel_size": 3, "groups": 0}, ValueError, "groups"),
     ],
 )
 def test_bad_arguments_raise(kwargs, error, argument):
     with pytest.raises(error, match=argument):
         layers.Conv2DFlipout(**kwargs)
+
+
+def test_input_channels_not_divisible_by_groups_raise():
+    with pytest.raises(ValueError, match="groups"):
+        layers.Conv2DFlipout(4, 3, groups=2).build((None, 5, 5, 3))
 
 
 def test_wrong_input_rank_raises():

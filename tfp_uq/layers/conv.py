@@ -28,7 +28,7 @@ class BayesianConv(_estimators.BayesianLinear):
 
     Subclasses set `rank` (1, 2 or 3) and an estimator mixin. Arguments are
     those of `keras.layers.ConvND` (filters, kernel_size, strides, padding,
-    data_format, dilation_rate, activation, use_bias, initializers) plus the
+    data_format, dilation_rate, groups, activation, use_bias, initializers) plus the
     Bayesian ones of the Dense layers.
     """
 
@@ -46,10 +46,14 @@ class BayesianConv(_estimators.BayesianLinear):
         padding="valid",
         data_format=None,
         dilation_rate=1,
+        groups=1,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.filters = _validation.positive_int("filters", filters)
+        self.groups = _validation.positive_int("groups", groups)
+        if self.filters % self.groups:
+            raise ValueError(f"filters ({self.filters}) must be divisible by groups ({self.groups})")
         self.kernel_size = _tuple("kernel_size", kernel_size, self.rank)
         self.strides = _tuple("strides", strides, self.rank)
         self.dilation_rate = _tuple("dilation_rate", dilation_rate, self.rank)
@@ -68,7 +72,11 @@ class BayesianConv(_estimators.BayesianLinear):
         channels = input_shape[self._channel_axis]
         if channels is None:
             raise ValueError(f"{name} needs a known channel dimension, got shape {tuple(input_shape)}")
-        self.build_kernel_and_bias(self.kernel_size + (channels, self.filters), (self.filters,))
+        if channels % self.groups:
+            raise ValueError(f"{name}: the input's {channels} channels must be divisible by groups ({self.groups})")
+        # Grouped convolution: each group of channels // groups inputs feeds
+        # filters // groups outputs, as in keras.layers.ConvND.
+        self.build_kernel_and_bias(self.kernel_size + (channels // self.groups, self.filters), (self.filters,))
         self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2, axes={self._channel_axis: channels})
         self.built = True
 
@@ -137,6 +145,7 @@ class BayesianConv(_estimators.BayesianLinear):
                 "padding": self.padding,
                 "data_format": self.data_format,
                 "dilation_rate": self.dilation_rate,
+                "groups": self.groups,
             }
         )
         return config
@@ -150,8 +159,8 @@ def _doc(rank, estimator, sentence):
     Args:
         filters, kernel_size, strides, padding ("valid", "same", or for 1D
             also "causal"),
-        data_format, dilation_rate, activation, use_bias, kernel_initializer,
-        bias_initializer: as in `keras.layers.Conv{rank}D`.
+        data_format, dilation_rate, groups, activation, use_bias,
+        kernel_initializer, bias_initializer: as in `keras.layers.Conv{rank}D`.
         bayesian_bias, prior, posterior_scale_init, kl_weight, seed,
         deterministic: as in `tfp_uq.layers.DenseFlipout`.
 
