@@ -147,6 +147,29 @@ def test_dataset_input_gives_the_same_prediction_as_arrays(linear_model):
         tfp_uq.predict(linear_model, tf.data.Dataset.from_tensor_slices(X[:0]).batch(4))
 
 
+class _Batches(keras.utils.PyDataset):
+    def __init__(self, x, y=None, batch_size=5, **kwargs):
+        super().__init__(**kwargs)
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self):
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, index):
+        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.x[part] if self.y is None else (self.x[part], self.y[part])
+
+
+def test_keras_py_dataset_gives_the_same_prediction_as_arrays_and_generators_are_refused(linear_model):
+    arrays = tfp_uq.predict(linear_model, X, num_samples=16, seed=3, task="regression")
+    for source in (_Batches(X), _Batches(X, np.zeros((len(X), 3), "float32"), batch_size=8)):
+        result = tfp_uq.predict(linear_model, source, num_samples=16, seed=3, task="regression")
+        np.testing.assert_array_equal(result.mean, arrays.mean)
+        np.testing.assert_array_equal(result.epistemic_variance, arrays.epistemic_variance)
+    with pytest.raises(TypeError, match="x is a generator.*PyDataset"):
+        tfp_uq.predict(linear_model, (X[i : i + 4] for i in range(0, len(X), 4)))
+
+
 def test_model_with_several_outputs_gets_one_result_per_output_from_shared_samples(tmp_path):
     # Two heads on one Bayesian layer: each output's result equals that of a
     # single-output model made of the same layers (same seed, same draws).

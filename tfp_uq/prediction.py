@@ -163,6 +163,7 @@ def _as_inputs(x):
     """`(arrays, keys)`: the input arrays and, for a dict `x`, their keys."""
     if _datasets.is_dataset(x):
         x = _datasets.to_arrays(x)[0]
+    _datasets.check_not_iterator(x, "x")
     keys = None
     if isinstance(x, dict):
         if not x:
@@ -299,8 +300,9 @@ def predict(
     Args:
         model: a built Keras model.
         x: inputs: an array, a list or dict of arrays for a multi-input
-            model, or a batched `tf.data.Dataset` of inputs or of
-            `(inputs, targets)` tuples (read once, targets ignored).
+            model, or a batched `tf.data.Dataset` or `keras.utils.PyDataset`
+            of inputs or of `(inputs, targets)` tuples (read once, targets
+            ignored).
         num_samples: number of Monte Carlo samples (positive integer).
         batch_size: inputs per compiled call (default: chosen from memory).
         seed: integer for reproducible samples (the layers' random state is

@@ -52,6 +52,25 @@ def test_dataset_and_dict_validation_data_log_the_same_metrics_as_arrays():
         CalibrationLogger(tf.data.Dataset.from_tensor_slices(X).batch(8))
 
 
+def test_py_dataset_validation_data_logs_the_same_metrics_as_arrays():
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            return X[index * 15 : (index + 1) * 15], LABELS[index * 15 : (index + 1) * 15]
+
+    model = _classifier()
+    values = []
+    for data in ((X[:45], LABELS[:45]), Batches()):
+        logger = CalibrationLogger(data, num_samples=8, seed=4)
+        logger.set_model(model)
+        values.append(logger.compute()[0])
+    assert values[0] == pytest.approx(values[1])
+    with pytest.raises(TypeError, match="validation_data is a generator"):
+        CalibrationLogger(((X[:4], LABELS[:4]) for _ in range(2)))
+
+
 def test_one_hot_validation_labels_log_the_same_metrics_as_integer_labels():
     model = _classifier()
     model.compile("adam", "categorical_crossentropy")

@@ -60,7 +60,8 @@ class CalibrationLogger(keras.callbacks.Callback):
     Args:
         validation_data: `(x, y)`, x an array or a list or dict of arrays, y
             integer or one-hot labels or regression targets; or a batched
-            `tf.data.Dataset` of `(x, y)` (read once, when the callback is made).
+            `tf.data.Dataset` or `keras.utils.PyDataset` of `(x, y)` (read
+            once, when the callback is made).
         num_samples: Monte Carlo samples per prediction (positive integer).
         every: log every this many epochs (positive integer).
         metrics: names to log (default: all for the task).
@@ -93,13 +94,15 @@ class CalibrationLogger(keras.callbacks.Callback):
     ):
         super().__init__()
         if _datasets.is_dataset(validation_data):
+            kind = type(validation_data).__name__
             validation_data = _datasets.to_arrays(validation_data, "validation_data")
             if validation_data[1] is None:
-                raise ValueError("validation_data: the tf.data.Dataset must yield (x, y) tuples")
+                raise ValueError(f"validation_data: the {kind} must yield (x, y) tuples")
+        _datasets.check_not_iterator(validation_data, "validation_data")
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError(
-                f"validation_data must be a tuple (x, y) or a batched tf.data.Dataset of them, "
-                f"got {type(validation_data).__name__}"
+                "validation_data must be a tuple (x, y) or a batched tf.data.Dataset or "
+                f"keras.utils.PyDataset of them, got {type(validation_data).__name__}"
             )
         x, y = validation_data
         x_first = _first_input(x)
