@@ -5,7 +5,7 @@ import numpy as np
 
 from tfp_uq import _validation, priors
 from tfp_uq.elbo import set_kl_weight
-from tfp_uq.layers import conv, dense, dropout
+from tfp_uq.layers import _estimators, conv, dense, dropout
 from tfp_uq.layers.lora import BayesianLoRA
 
 METHODS = ("flipout", "reparameterization", "local_reparameterization", "mc_dropout", "lora")
@@ -23,15 +23,8 @@ _CONV = {
     ("reparameterization", 3): conv.Conv3DReparameterization,
 }
 _CONV_TYPES = {keras.layers.Conv1D: 1, keras.layers.Conv2D: 2, keras.layers.Conv3D: 3}
-# Options of the Keras layers that the Bayesian layers do not carry over.
-_UNSUPPORTED = {
-    "kernel_regularizer": None,
-    "bias_regularizer": None,
-    "activity_regularizer": None,
-    "kernel_constraint": None,
-    "bias_constraint": None,
-    "lora_rank": None,
-}
+# Options of the Keras layers that the Bayesian layers do not carry over, and why.
+_UNSUPPORTED = {**_estimators.REPLACED_OPTIONS, "activity_regularizer": "bayesianize does not carry it over"}
 
 
 def _is_convertible(layer, method):
@@ -42,11 +35,11 @@ def _is_convertible(layer, method):
 
 def _check_options(layer):
     config = layer.get_config()
-    for option, default in _UNSUPPORTED.items():
-        if config.get(option, default) != default:
+    for option, reason in _UNSUPPORTED.items():
+        if config.get(option) is not None:
             raise ValueError(
                 f"bayesianize cannot convert layer {layer.name!r}: option {option}="
-                f"{config[option]!r} is not supported by the Bayesian layers; remove it "
+                f"{config[option]!r} is not supported ({reason}); remove it "
                 "or exclude the layer with layer_filter"
             )
 

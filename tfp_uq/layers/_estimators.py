@@ -56,7 +56,7 @@ def _after_kl(outputs, kl):
 
 
 # Options of keras.layers.Dense / ConvND that a Bayesian layer replaces, and with what.
-_REPLACED_OPTIONS = {
+REPLACED_OPTIONS = {
     "kernel_regularizer": "the prior's KL term regularises the weights: choose `prior=` instead",
     "bias_regularizer": "the prior's KL term regularises the weights: choose `prior=` instead",
     "kernel_constraint": "sampled weights would not satisfy a constraint on their mean",
@@ -66,7 +66,7 @@ _REPLACED_OPTIONS = {
 
 
 def _reject_replaced_options(layer, kwargs):
-    for option, reason in _REPLACED_OPTIONS.items():
+    for option, reason in REPLACED_OPTIONS.items():
         if kwargs.pop(option, None) is not None:
             raise ValueError(f"{type(layer).__name__} does not take {option}: {reason}")
 
