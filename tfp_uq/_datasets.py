@@ -22,6 +22,11 @@ def is_dataset(value):
     return _is_tf_dataset(value) or isinstance(value, keras.utils.PyDataset)
 
 
+def kind(source):
+    """What a data source is, in words a user recognises."""
+    return "tf.data.Dataset" if _is_tf_dataset(source) else "keras.utils.PyDataset"
+
+
 def check_not_iterator(value, name):
     """Raises a TypeError naming `name` if `value` is a generator or other iterator."""
     if isinstance(value, collections.abc.Iterator):
@@ -49,16 +54,16 @@ def to_arrays(source, name="x"):
     or `(x, y, sample_weight)` (weights ignored); `x` may be a list, tuple or
     dict of arrays. `y` is None when the elements have no targets.
     """
-    kind = type(source).__name__
+    source_kind = kind(source)
     xs, ys = [], []
     for element in _batches(source, name):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(element)
         if any(np.ndim(leaf) == 0 for leaf in keras.tree.flatten(x)):
-            raise ValueError(f"{name} is a {kind} of unbatched elements: batch it first")
+            raise ValueError(f"{name} is a {source_kind} of unbatched elements: batch it first")
         xs.append(x)
         ys.append(y)
     if not xs:
-        raise ValueError(f"{name} is an empty {kind}")
+        raise ValueError(f"{name} is an empty {source_kind}")
 
     def concatenate(parts):
         return keras.tree.map_structure(lambda *leaves: np.concatenate(leaves, axis=0), *parts)

@@ -94,7 +94,7 @@ class CalibrationLogger(keras.callbacks.Callback):
     ):
         super().__init__()
         if _datasets.is_dataset(validation_data):
-            kind = type(validation_data).__name__
+            kind = _datasets.kind(validation_data)
             validation_data = _datasets.to_arrays(validation_data, "validation_data")
             if validation_data[1] is None:
                 raise ValueError(f"validation_data: the {kind} must yield (x, y) tuples")
