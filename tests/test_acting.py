@@ -30,6 +30,18 @@ def test_temperature_scaling_lowers_nll_of_overconfident_logits():
     np.testing.assert_array_equal(scaler.transform(logits).argmax(-1), logits.argmax(-1))
 
 
+def test_temperature_scaling_reads_a_binary_logit_as_two_classes():
+    logits, labels = _overconfident_logits()
+    binary = (logits[:, 1] - logits[:, 0])[:, None]  # the two-class problem of classes 0 and 1
+    labels = (labels == 1).astype(int)
+    scaler = recalibration.TemperatureScaling().fit(binary, labels)
+    two_classes = recalibration.TemperatureScaling().fit(np.concatenate([np.zeros_like(binary), binary], 1), labels)
+    assert scaler.temperature == pytest.approx(two_classes.temperature)
+    probs = scaler.transform(binary[:, 0])
+    np.testing.assert_allclose(probs[:, 1], 1 / (1 + np.exp(-binary[:, 0] / scaler.temperature)))
+    np.testing.assert_allclose(scaler.transform(probs=1 / (1 + np.exp(-binary))), probs, rtol=1e-6)
+
+
 def test_variance_recalibration_has_closed_form_factor():
     rng = np.random.default_rng(0)
     y = rng.normal(0, 2.0, 5000)

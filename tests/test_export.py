@@ -57,6 +57,24 @@ def test_regression_export_splits_std(tmp_path):
     np.testing.assert_allclose(outputs["total_std"] ** 2, outputs["aleatoric_std"] ** 2 + outputs["epistemic_std"] ** 2, rtol=1e-4)
 
 
+def test_task_is_read_from_the_output_layer_by_default(tmp_path):
+    import tensorflow as tf
+
+    body = [keras.Input((4,)), layers.DenseFlipout(5, activation="relu", seed=1, posterior_scale_init=0.3)]
+    binary = keras.Sequential(body + [layers.DenseFlipout(1, activation="sigmoid", seed=2)])
+    loaded = tf.saved_model.load(tfp_uq.export(binary, tmp_path / "binary", num_samples=20, seed=3))
+    served = loaded.serve(X)
+    expected = tfp_uq.predict(binary, X, num_samples=20, seed=3, jit_compile=True)
+    assert expected.task == "classification" and served["probs"].shape == (7, 2)
+    np.testing.assert_allclose(served["probs"].numpy(), expected.probs, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(served["predicted_class"].numpy(), expected.predicted_class)
+
+    linear = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(1, seed=2)])
+    loaded = tf.saved_model.load(tfp_uq.export(linear, tmp_path / "linear", num_samples=5))
+    served = loaded.serve(X)
+    assert set(served) == {"mean", "total_std", "aleatoric_std", "epistemic_std"}
+
+
 def test_bad_export_arguments_raise(tmp_path):
     model = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(2, activation="softmax")])
     with pytest.raises(ValueError, match="task"):

@@ -67,6 +67,34 @@ def test_bayesian_classifier_entropy_decomposes():
     assert np.all((result.variation_ratio >= 0) & (result.variation_ratio < 1))
 
 
+def _binary_entropy(p):
+    return -(p * np.log(p) + (1 - p) * np.log(1 - p))
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_binary_classifier_with_one_unit_gets_two_class_probabilities(from_logits):
+    body = [keras.Input((4,)), layers.DenseFlipout(6, activation="tanh", posterior_scale_init=0.5, seed=1)]
+    model = keras.Sequential(body + [layers.DenseFlipout(1, activation=None if from_logits else "sigmoid", seed=2)])
+    result = tfp_uq.predict(model, X, num_samples=30, seed=0, from_logits=from_logits, return_samples=True)
+    assert result.task == "classification"
+    positive = 1 / (1 + np.exp(-result.samples[..., 0])) if from_logits else result.samples[..., 0]
+    mean = positive.mean(0)
+    np.testing.assert_allclose(result.probs, np.stack([1 - mean, mean], axis=1), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(result.total_entropy, _binary_entropy(mean), rtol=1e-5)
+    np.testing.assert_allclose(result.expected_entropy, _binary_entropy(positive).mean(0), rtol=1e-5)
+    np.testing.assert_array_equal(result.predicted_class, (mean > 0.5).astype(int))
+    votes = (positive > 0.5).mean(0)
+    np.testing.assert_allclose(result.variation_ratio, 1 - np.maximum(votes, 1 - votes), atol=1e-12)
+
+
+def test_one_linear_unit_is_regression_and_a_sigmoid_unit_can_be_too():
+    model = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(1, seed=2)])
+    assert tfp_uq.predict(model, X, num_samples=5).task == "regression"
+    sigmoid = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(1, activation="sigmoid", seed=2)])
+    result = tfp_uq.predict(sigmoid, X, num_samples=5, task="regression")
+    assert result.task == "regression" and result.mean.shape == (40, 1)
+
+
 def test_gaussian_head_splits_variance_into_aleatoric_and_epistemic():
     model = keras.Sequential(
         [keras.Input((4,)), layers.DenseFlipout(2, posterior_scale_init=0.3, seed=1), layers.GaussianHead()]

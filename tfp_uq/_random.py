@@ -161,7 +161,11 @@ def _draw(fn, shape, seed, dtype):
     if compiled is None:
         compiled = _COMPILED[fn] = tf.function(fn, jit_compile=True, autograph=False)
     shape = tf.stack([tf.cast(d, "int32") for d in shape]) if shape else tf.zeros([0], "int32")
-    return tf.cast(compiled(shape, seed), dtype)
+    draw = tf.cast(compiled(shape, seed), dtype)
+    # The compiled function takes its shape as a tensor: give the result back
+    # the static dimensions (else a units=1 layer's outputs lose their last).
+    draw.set_shape(static)
+    return draw
 
 
 def normal(shape, seed, dtype="float32"):

@@ -13,10 +13,23 @@ def _entropy(probs, axis=-1):
     return -ops.sum(probs * ops.log(probs + _EPS), axis=axis)
 
 
+def class_probabilities(outputs, from_logits=False):
+    """Model outputs as probabilities over the classes on the last axis.
+
+    Softmax outputs pass through (logits go through softmax); a single unit
+    is a binary classifier's P(class 1) (or its logit), which becomes the
+    two classes' [1 - p, p].
+    """
+    if outputs.shape[-1] == 1:
+        if from_logits:
+            return ops.concatenate([ops.sigmoid(-outputs), ops.sigmoid(outputs)], axis=-1)
+        return ops.concatenate([1.0 - outputs, outputs], axis=-1)
+    return ops.softmax(outputs, axis=-1) if from_logits else outputs
+
+
 def classification(samples, from_logits=False):
     """Probabilities, entropies, mutual information and variation ratio."""
-    if from_logits:
-        samples = ops.softmax(samples, axis=-1)
+    samples = class_probabilities(samples, from_logits)
     probs = ops.mean(samples, axis=0)
     total = _entropy(probs)
     expected = ops.mean(_entropy(samples), axis=0)

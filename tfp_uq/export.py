@@ -9,7 +9,7 @@ import numpy as np
 
 from tfp_uq import _summaries, _validation, prediction
 
-TASKS = ("classification", "regression")
+TASKS = ("auto", "classification", "regression")
 _DEFAULT_REFER_ON = {"classification": "entropy", "regression": "total_std"}
 
 
@@ -49,7 +49,7 @@ def export(
     model,
     path,
     num_samples=100,
-    task="classification",
+    task="auto",
     threshold=None,
     refer_on=None,
     from_logits=False,
@@ -79,7 +79,11 @@ def export(
             graph; up to `num_samples` of them, evenly spread, are served).
         path: folder to write (must not exist or be empty, unless `overwrite`).
         num_samples: Monte Carlo samples per request (positive integer).
-        task: "classification" or "regression".
+        task: "classification", "regression" or "auto" (default): from the
+            model's structure, classification when its output is made by a
+            softmax, by a sigmoid over one unit (a binary classifier, served
+            as two classes' probabilities), or `from_logits` is set;
+            regression otherwise.
         threshold: optional referral threshold (float).
         refer_on: name of the output compared with `threshold`.
         from_logits: classification outputs are logits.
@@ -109,6 +113,8 @@ def export(
         raise TypeError(f"model must be a keras.Model or PosteriorSamples, got {type(model).__name__}")
     num_samples = _validation.positive_int("num_samples", num_samples)
     task = _validation.one_of("task", task, TASKS)
+    if task == "auto":
+        task = prediction.output_task(model, _validation.boolean("from_logits", from_logits))
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a string or path, got {type(path).__name__}")
     path = os.fspath(path)

@@ -77,15 +77,53 @@ def _stochastic_layers(model):
     ]
 
 
+def _output_tensors(model, count):
+    """The model's `count` symbolic outputs, flattened (Nones for a subclassed model)."""
+    member = getattr(model, "members", [model])[0]
+    try:
+        tensors = list(member.outputs or ())  # Functional: flattened as keras.tree does
+    except (AttributeError, ValueError):
+        tensors = []
+    return tensors if len(tensors) == count else [None] * count
+
+
+def _producer(tensor):
+    """The layer that makes a symbolic tensor, looking inside nested models."""
+    layer, _, index = getattr(tensor, "_keras_history", (None, 0, 0))
+    if isinstance(layer, keras.Model) and getattr(layer, "outputs", None):
+        return _producer(keras.tree.flatten(layer.outputs)[index])
+    return layer
+
+
+def _makes_probabilities(tensor):
+    """Whether a symbolic output comes from a softmax, or a sigmoid over one unit (a binary classifier)."""
+    layer = _producer(tensor)
+    if isinstance(layer, keras.layers.Softmax):
+        return True
+    activation = getattr(layer, "activation", None)
+    return activation is keras.activations.softmax or (
+        activation is keras.activations.sigmoid and tensor.shape[-1] == 1
+    )
+
+
+def output_task(model, from_logits=False):
+    """The task ("classification" or "regression") of a one-output model, from its structure.
+
+    Classification when `from_logits` is set or the output is made by a
+    softmax, or by a sigmoid over one unit (a binary classifier); else
+    regression.
+    """
+    if from_logits:
+        return "classification"
+    tensor = _output_tensors(model, 1)[0]
+    return "classification" if tensor is not None and _makes_probabilities(tensor) else "regression"
+
+
 def _gaussian_outputs(model, count):
     """Per flattened output: whether a `GaussianHead` makes it."""
     if count == 1:
         return [_has_gaussian_head(model)]
-    try:
-        tensors = keras.tree.flatten(model.output)
-    except (AttributeError, ValueError):
-        return [False] * count
-    return [isinstance(getattr(t, "_keras_history", [None])[0], GaussianHead) for t in tensors]
+    return [isinstance(_producer(t), GaussianHead) for t in _output_tensors(model, count)]
 
 
 def _has_gaussian_head(model):
@@ -308,7 +346,10 @@ def predict(
         seed: integer for reproducible samples (the layers' random state is
             restored afterwards), or None to continue the layers' streams.
         task: "classification", "regression" or "auto" (classification when
-            the outputs are probabilities or `from_logits` is set).
+            the outputs are probabilities, from a softmax or from a sigmoid
+            over one unit, or `from_logits` is set). A binary classifier's
+            single unit P(class 1) gives `probs` over the two classes,
+            `[1 - p, p]`.
         from_logits: classification outputs are logits, not probabilities.
         return_samples: keep the samples in the result.
         jit_compile: compile with XLA. None (default) uses XLA when a GPU
@@ -356,20 +397,22 @@ def predict(
             deterministic=not layers and not hasattr(model, "sample_outputs"),
         )
     results = [
-        _summarise(samples, num_samples, task, from_logits, gaussian, return_samples)
-        for samples, gaussian in zip(outputs, _gaussian_outputs(model, len(outputs)))
+        _summarise(samples, num_samples, task, from_logits, gaussian, tensor, return_samples)
+        for samples, gaussian, tensor in zip(
+            outputs, _gaussian_outputs(model, len(outputs)), _output_tensors(model, len(outputs))
+        )
     ]
     return results[0] if len(results) == 1 else keras.tree.pack_sequence_as(structure, results)
 
 
-def _summarise(samples, num_samples, task, from_logits, gaussian, return_samples):
-    """The `PredictionResult` of one output's `(num_samples, n, ...)` samples."""
+def _summarise(samples, num_samples, task, from_logits, gaussian, tensor, return_samples):
+    """The `PredictionResult` of one output's `(num_samples, n, ...)` samples.
+
+    `tensor` is the model's symbolic output (None if unknown), for "auto".
+    """
     if task == "auto":
-        task = (
-            "classification"
-            if from_logits or (not gaussian and _looks_like_probabilities(samples))
-            else "regression"
-        )
+        probabilities = _looks_like_probabilities(samples) or (tensor is not None and _makes_probabilities(tensor))
+        task = "classification" if from_logits or (not gaussian and probabilities) else "regression"
     if task == "classification":
         fields = _summaries.classification(_summary_input(samples), from_logits)
         fields["mean"] = fields["probs"]

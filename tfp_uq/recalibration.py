@@ -16,7 +16,9 @@ def _log_softmax(logits):
 class TemperatureScaling:
     """Divides logits by one temperature T fitted to validation NLL (Guo et al. 2017).
 
-    T > 1 softens overconfident predictions; accuracy is unchanged.
+    T > 1 softens overconfident predictions; accuracy is unchanged. A binary
+    classifier's single logit (or probability of class 1), shaped (n,) or
+    (n, 1), is read as two classes; `transform` then returns (n, 2).
 
     Example:
 
@@ -33,10 +35,16 @@ class TemperatureScaling:
             raise ValueError("give exactly one of logits and probs")
         if logits is not None:
             logits = np.asarray(logits, dtype="float64")
+            if logits.ndim == 1 or (logits.ndim == 2 and logits.shape[1] == 1):
+                # A binary classifier's logit z: softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)].
+                logits = np.concatenate([np.zeros((len(logits), 1)), logits.reshape(-1, 1)], axis=1)
             if logits.ndim != 2 or not np.all(np.isfinite(logits)):
-                raise ValueError(f"logits must be finite with shape (n, num_classes), got {logits.shape}")
+                raise ValueError(
+                    "logits must be finite with shape (n, num_classes), or (n,) or (n, 1) for a binary "
+                    f"classifier's logit, got {logits.shape}"
+                )
             return logits
-        return np.log(np.maximum(np.asarray(probs, dtype="float64"), 1e-12))
+        return np.log(np.maximum(_checks.class_probabilities(probs), 1e-12))
 
     def fit(self, logits=None, labels=None, probs=None):
         """Fits T on (logits or probabilities, integer labels); returns self."""

@@ -35,6 +35,22 @@ def test_history_holds_calibration_metrics_and_elbo_parts():
     assert values["ece"] == pytest.approx(history["val_ece"][-1])
 
 
+def test_binary_sigmoid_classifier_logs_classification_metrics_and_warns_on_replacing_keras_values():
+    model = keras.Sequential(
+        [keras.Input((4,)), tfp_uq.DenseFlipout(8, activation="relu", seed=1), tfp_uq.DenseFlipout(1, activation="sigmoid", seed=2)]
+    )
+    tfp_uq.set_kl_weight(model, num_examples=len(X))
+    model.compile(keras.optimizers.Adam(0.02), "binary_crossentropy", metrics=["accuracy"])
+    logger = CalibrationLogger((X[:40], LABELS[:40]), num_samples=8)
+    with pytest.warns(UserWarning, match="replaces \\['val_accuracy'\\]"):
+        history = model.fit(X, LABELS, epochs=2, verbose=0, validation_data=(X[40:], LABELS[40:]), callbacks=[logger]).history
+    assert {"val_ece", "val_nll", "val_brier"} <= set(history) and "val_rmse" not in history
+    values, result = logger.compute()
+    assert result.probs.shape == (40, 2)
+    assert values["accuracy"] == pytest.approx(history["val_accuracy"][-1])
+    assert values["nll"] == pytest.approx(metrics.negative_log_likelihood(result.probs[:, 1], LABELS[:40]))
+
+
 def test_dataset_and_dict_validation_data_log_the_same_metrics_as_arrays():
     model = _classifier()
     first, second = keras.Input((2,), name="first"), keras.Input((2,), name="second")

@@ -86,6 +86,20 @@ def test_classification_likelihood_runs_and_predicts():
     assert np.all(result.mutual_information >= 0)
 
 
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_one_unit_categorical_likelihood_is_bernoulli(from_logits):
+    from tfp_uq.inference.hmc import _Likelihood
+
+    z = np.array([[0.3], [-1.2], [2.0]], "float32")
+    labels = np.array([1, 0, 0])
+    p = 1 / (1 + np.exp(-z[:, 0].astype("float64")))
+    expected = np.sum(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+    likelihood = _Likelihood("categorical", None, from_logits)
+    likelihood.check_shapes(labels, z.shape)  # labels 0 and 1 fit one unit
+    outputs = z if from_logits else 1 / (1 + np.exp(-z))
+    assert float(likelihood.log_prob(labels, outputs)) == pytest.approx(expected, rel=1e-5)
+
+
 def test_unknown_noise_scale_is_sampled():
     x, y = _linear_data(n=80)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])

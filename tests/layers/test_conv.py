@@ -23,6 +23,15 @@ def _layer(cls, **kwargs):
 
 
 @pytest.mark.parametrize("cls, shape", CASES, ids=lambda c: getattr(c, "__name__", ""))
+def test_sampled_outputs_keep_their_static_shape_in_graphs(cls, shape):
+    layer = cls(1, 3, kl_weight=0.1)
+    input_shape = (None,) + shape
+    layer.build(input_shape)
+    traced = tf.function(lambda x: layer(x, training=True)).get_concrete_function(tf.TensorSpec(input_shape))
+    assert tuple(traced.structured_outputs.shape) == layer.compute_output_shape(input_shape)
+
+
+@pytest.mark.parametrize("cls, shape", CASES, ids=lambda c: getattr(c, "__name__", ""))
 def test_linear_conv_predictive_moments_match_closed_form(cls, shape):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1,) + shape).astype("float32")

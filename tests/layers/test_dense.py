@@ -69,6 +69,17 @@ def test_deterministic_layer_outputs_posterior_mean(cls):
     )
 
 
+@pytest.mark.parametrize("cls", DENSE_LAYERS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("input_shape", [(None, 4), (None, 3, 4)], ids=["rank2", "rank3"])
+def test_sampled_outputs_keep_their_static_shape_in_graphs(cls, input_shape):
+    # A single-unit output (binary classifier, regression) must stay (None, 1):
+    # Keras losses and metrics read the static shape.
+    layer = cls(1, kl_weight=0.1)
+    layer.build(input_shape)
+    traced = tf.function(lambda x: layer(x, training=True)).get_concrete_function(tf.TensorSpec(input_shape))
+    assert tuple(traced.structured_outputs.shape) == layer.compute_output_shape(input_shape) == input_shape[:-1] + (1,)
+
+
 def test_point_estimate_bias_is_an_ordinary_weight():
     layer = DenseFlipout(3, bayesian_bias=False, kl_weight=0.0)
     layer.build((None, 4))

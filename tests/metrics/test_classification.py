@@ -82,6 +82,8 @@ def test_perfectly_calibrated_sample_has_small_ece():
         (np.array([[0.5, 0.5]]), [2], "labels must be in"),
         (np.array([[0.5, 0.5]]), [0, 1], "shape"),
         (np.array([0.5, 0.5]), [0], "shape"),
+        (np.full((1, 2, 2), 0.5), [0], "binary classifier"),
+        (np.array([0.5, 1.2]), [0, 1], "non-negative"),  # P(class 1) above 1
     ],
 )
 def test_bad_inputs_raise_value_error(probs, labels, message):
@@ -103,3 +105,19 @@ def test_one_hot_labels_give_the_same_metrics_as_integer_labels():
 def test_num_bins_must_be_positive():
     with pytest.raises(ValueError, match="num_bins"):
         metrics.expected_calibration_error(PROBS, LABELS, num_bins=0)
+
+
+def test_binary_probability_of_class_one_reads_as_two_classes():
+    # P(class 1) = 0.9, 0.2, 0.6 with labels 1, 0, 0: top-label confidences
+    # 0.9, 0.8, 0.6 (ten bins: three bins of one example), correct, correct, wrong.
+    positive, labels = np.array([0.9, 0.2, 0.6]), np.array([1, 0, 0])
+    assert metrics.expected_calibration_error(positive, labels, num_bins=10) == pytest.approx((0.1 + 0.2 + 0.6) / 3)
+    assert metrics.negative_log_likelihood(positive, labels) == pytest.approx(
+        -(math.log(0.9) + math.log(0.8) + math.log(0.4)) / 3
+    )
+    two_classes = np.stack([1 - positive, positive], axis=1)
+    for metric in (
+        metrics.accuracy, metrics.negative_log_likelihood, metrics.brier_score,
+        metrics.expected_calibration_error, metrics.maximum_calibration_error,
+    ):
+        assert metric(positive[:, None], labels[:, None]) == pytest.approx(metric(two_classes, labels))

@@ -30,3 +30,15 @@ def test_metrics_work_in_compile():
     model.compile("adam", "sparse_categorical_crossentropy", metrics=[metrics.ExpectedCalibrationError(), metrics.BrierScore()])
     logs = model.evaluate(PROBS, LABELS, return_dict=True, verbose=0)
     assert 0 <= logs["ece"] <= 1 and 0 <= logs["brier"] <= 2
+
+
+def test_a_single_sigmoid_unit_is_read_as_a_binary_classifier():
+    positive = RNG.uniform(size=(200, 1)).astype("float32")
+    labels = RNG.integers(0, 2, (200, 1))
+    ece, brier = metrics.ExpectedCalibrationError(num_bins=10), metrics.BrierScore()
+    for metric in (ece, brier):
+        metric.update_state(labels, positive)
+    assert float(ece.result()) == pytest.approx(metrics.expected_calibration_error(positive, labels, 10), abs=1e-6)
+    assert float(brier.result()) == pytest.approx(metrics.brier_score(positive, labels), rel=1e-5)
+    # Brier of [1 - p, p] against one-hot labels: 2 (p - y)^2.
+    assert float(brier.result()) == pytest.approx(2 * np.mean((positive - labels) ** 2), rel=1e-5)

@@ -2,6 +2,7 @@
 
 import io
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -50,7 +51,8 @@ class CalibrationLogger(keras.callbacks.Callback):
     writes `val_<metric>` into `logs` (classification: accuracy, nll, brier,
     ece; regression: rmse, nll, crps, picp at 95%), so `History`,
     `CSVLogger`, `ModelCheckpoint` and `EarlyStopping(monitor="val_ece")` see
-    them: put this callback before those in the list, and give them
+    them (replacing, with a warning, Keras' own values of the same names):
+    put this callback before those in the list, and give them
     `mode="min"` (or "max" for accuracy and PICP), since Keras cannot infer the
     direction of a value that no compiled metric reports. It also adds the ELBO's
     parts, `kl_loss` and `data_loss`. With `log_dir` the scalars and a
@@ -124,6 +126,7 @@ class CalibrationLogger(keras.callbacks.Callback):
         self.seed = _validation.optional_int("seed", seed)
         self.jit_compile = None if jit_compile is None else _validation.boolean("jit_compile", jit_compile)
         self._writer = None
+        self._warned_replacing = False
 
     def on_train_begin(self, logs=None):
         expected = getattr(self.model, "input_shape", None)
@@ -172,6 +175,15 @@ class CalibrationLogger(keras.callbacks.Callback):
             return
         values, result = self.compute()
         if logs is not None:
+            replaced = sorted(f"val_{name}" for name in values if f"val_{name}" in logs)
+            if replaced and not self._warned_replacing:
+                self._warned_replacing = True
+                warnings.warn(
+                    f"CalibrationLogger replaces {replaced} in the logs (one stochastic pass on fit's validation "
+                    "data) with the Monte Carlo predictive's on its own validation_data; pass "
+                    "metrics=[...] without them to keep Keras' values.",
+                    stacklevel=2,
+                )
             logs.update({f"val_{name}": value for name, value in values.items()})
         figure = None
         if self.png_dir or self._writer is not None:

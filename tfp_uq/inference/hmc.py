@@ -98,14 +98,17 @@ class _Likelihood:
         if self.kind == "categorical":
             if y.ndim != 1 or y.shape[0] != output_shape[0]:
                 raise ValueError(f"y must hold {output_shape[0]} integer labels, got shape {tuple(y.shape)}")
-            if y.min() < 0 or y.max() >= output_shape[-1]:
-                raise ValueError(f"labels must be in [0, {output_shape[-1] - 1}]")
+            num_classes = max(output_shape[-1], 2)  # one unit: a binary classifier's P(class 1)
+            if y.min() < 0 or y.max() >= num_classes:
+                raise ValueError(f"labels must be in [0, {num_classes - 1}]")
 
     def log_prob(self, y, outputs, log_noise=None):
         tf = _tf()
         if self.kind == "callable":
             return tf.reduce_sum(self.function(y, outputs))
         if self.kind == "categorical":
+            if outputs.shape[-1] == 1:  # a binary classifier: P(class 1), or its logit
+                outputs = tf.concat([tf.zeros_like(outputs) if self.from_logits else 1.0 - outputs, outputs], -1)
             log_p = tf.nn.log_softmax(outputs) if self.from_logits else tf.math.log(outputs + 1e-12)
             return tf.reduce_sum(tf.gather(log_p, y, axis=-1, batch_dims=1))
         log_scale = log_noise if log_noise is not None else math.log(self.noise_scale)
@@ -263,8 +266,9 @@ def sample_posterior(
     Args:
         model: a built Keras model of ordinary layers (up to ~100k weights).
         x, y: training inputs and targets (integer labels for "categorical").
-        likelihood: "gaussian", "categorical" or a callable(y, outputs)
-            returning log-likelihoods (summed).
+        likelihood: "gaussian", "categorical" (a model with one output
+            unit is a binary classifier: P(class 1), or its logit) or a
+            callable(y, outputs) returning log-likelihoods (summed).
         noise_scale: Gaussian noise standard deviation; None samples it
             (half-Cauchy(0, 1) prior).
         from_logits: categorical outputs are logits rather than probabilities.

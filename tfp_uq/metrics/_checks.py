@@ -5,15 +5,29 @@ import numpy as np
 from tfp_uq import _validation
 
 
+def class_probabilities(probs):
+    """(n, k) class probabilities; a binary classifier's P(class 1), shaped (n,) or (n, 1), becomes [1 - p, p]."""
+    probs = np.asarray(probs, dtype="float64")
+    if probs.ndim == 1 or (probs.ndim == 2 and probs.shape[1] == 1):
+        positive = probs.reshape(-1, 1)
+        return np.concatenate([1.0 - positive, positive], axis=1)
+    if probs.ndim != 2:
+        raise ValueError(
+            "probs must have shape (num_examples, num_classes), or (num_examples,) or (num_examples, 1) "
+            f"for a binary classifier's probability of class 1, got {probs.shape}"
+        )
+    return probs
+
+
 def probabilities_and_labels(probs, labels, atol=1e-3):
     """Validates class probabilities (n, k) and labels: integers (n,) or one-hot (n, k).
 
-    Returns the probabilities and the labels as integer class indices.
+    A binary classifier's P(class 1), shaped (n,) or (n, 1), stands for the
+    two classes' [1 - p, p]. Returns the (n, k) probabilities and the labels
+    as integer class indices.
     """
-    probs = np.asarray(probs, dtype="float64")
+    probs = class_probabilities(probs)
     labels = np.asarray(labels)
-    if probs.ndim != 2:
-        raise ValueError(f"probs must have shape (num_examples, num_classes), got {probs.shape}")
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     elif labels.ndim == 2 and labels.shape == probs.shape:

@@ -1,7 +1,8 @@
 """Classification metrics on predicted probabilities (NumPy functions).
 
 Each takes `probs` of shape (num_examples, num_classes), rows summing to 1,
-and integer `labels` of shape (num_examples,).
+or a binary classifier's probability of class 1, shaped (num_examples,) or
+(num_examples, 1), and `labels`: integers of shape (num_examples,) or one-hot.
 """
 
 import numpy as np

@@ -1,18 +1,20 @@
 """`keras.metrics.Metric` versions for `model.compile(metrics=[...])`.
 
 They stream over batches and read the model's output as class
-probabilities, one (stochastic) forward pass per example.
+probabilities, one (stochastic) forward pass per example; a single sigmoid
+unit (a binary classifier) is read as P(class 1).
 """
 
 import keras
 from keras import ops
 
-from tfp_uq import _validation
+from tfp_uq import _summaries, _validation
 
 
 def _labels_and_probs(y_true, y_pred):
     num_classes = y_pred.shape[-1]
-    probs = ops.cast(ops.reshape(y_pred, (-1, num_classes)), "float32")
+    # One sigmoid unit (a binary classifier) becomes the two classes' [1 - p, p].
+    probs = _summaries.class_probabilities(ops.cast(ops.reshape(y_pred, (-1, num_classes)), "float32"))
     one_hot = len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == num_classes != 1
     labels = ops.argmax(y_true, axis=-1) if one_hot else y_true
     return ops.cast(ops.reshape(labels, (-1,)), "int32"), probs
