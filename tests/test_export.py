@@ -74,6 +74,13 @@ def test_task_is_read_from_the_output_layer_by_default(tmp_path):
     served = loaded.serve(X)
     assert set(served) == {"mean", "total_std", "aleatoric_std", "epistemic_std"}
 
+    # Logits, and a compiled loss that says so: classification.
+    logits = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(3, seed=2)])
+    logits.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    loaded = tf.saved_model.load(tfp_uq.export(logits, tmp_path / "logits", num_samples=5))
+    probs = loaded.serve(X)["probs"].numpy()
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+
 
 def test_bad_export_arguments_raise(tmp_path):
     model = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(2, activation="softmax")])

@@ -95,6 +95,19 @@ def test_one_linear_unit_is_regression_and_a_sigmoid_unit_can_be_too():
     assert result.task == "regression" and result.mean.shape == (40, 1)
 
 
+def test_from_logits_defaults_to_what_the_compiled_loss_says():
+    model = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(3, posterior_scale_init=0.5, seed=2)])
+    assert tfp_uq.predict(model, X, num_samples=5).task == "regression"  # logits, nothing says so
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    result = tfp_uq.predict(model, X, num_samples=20, seed=0, return_samples=True)
+    assert result.task == "classification"
+    softmax = np.exp(result.samples) / np.exp(result.samples).sum(-1, keepdims=True)
+    np.testing.assert_allclose(result.probs, softmax.mean(0), rtol=1e-5)
+    assert tfp_uq.predict(model, X, num_samples=5, from_logits=False).task == "regression"
+    model.compile("adam", "sparse_categorical_crossentropy")  # by name: probabilities
+    assert tfp_uq.predict(model, X, num_samples=5).task == "regression"
+
+
 def test_gaussian_head_splits_variance_into_aleatoric_and_epistemic():
     model = keras.Sequential(
         [keras.Input((4,)), layers.DenseFlipout(2, posterior_scale_init=0.3, seed=1), layers.GaussianHead()]

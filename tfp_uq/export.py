@@ -52,7 +52,7 @@ def export(
     task="auto",
     threshold=None,
     refer_on=None,
-    from_logits=False,
+    from_logits=None,
     seed=None,
     jit_compile=True,
     overwrite=False,
@@ -86,7 +86,9 @@ def export(
             regression otherwise.
         threshold: optional referral threshold (float).
         refer_on: name of the output compared with `threshold`.
-        from_logits: classification outputs are logits.
+        from_logits: classification outputs are logits. None (default): as
+            the model's compiled loss says (True for a loss built with
+            `from_logits=True`).
         seed: reseed the model's random layers before export (reproducible
             serving streams); their state in the model is restored after.
         jit_compile: compile the serving function with XLA.
@@ -113,8 +115,9 @@ def export(
         raise TypeError(f"model must be a keras.Model or PosteriorSamples, got {type(model).__name__}")
     num_samples = _validation.positive_int("num_samples", num_samples)
     task = _validation.one_of("task", task, TASKS)
+    from_logits = prediction.resolve_from_logits(model, from_logits)
     if task == "auto":
-        task = prediction.output_task(model, _validation.boolean("from_logits", from_logits))
+        task = prediction.output_task(model, from_logits)
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a string or path, got {type(path).__name__}")
     path = os.fspath(path)

@@ -106,6 +106,24 @@ def _makes_probabilities(tensor):
     )
 
 
+def resolve_from_logits(model, from_logits):
+    """`from_logits` checked; None: whether the model's compiled loss takes logits.
+
+    A loss built with `from_logits=True` (e.g.
+    `keras.losses.SparseCategoricalCrossentropy(from_logits=True)`) says so;
+    a loss given by name or as a plain function takes probabilities.
+    """
+    if from_logits is not None:
+        return _validation.boolean("from_logits", from_logits)
+    loss = getattr(model, "loss", None)
+    if loss is None and getattr(model, "members", None):
+        loss = getattr(model.members[0], "loss", None)
+    try:
+        return bool(loss.get_config().get("from_logits", False))
+    except (AttributeError, NotImplementedError, TypeError):
+        return False
+
+
 def output_task(model, from_logits=False):
     """The task ("classification" or "regression") of a one-output model, from its structure.
 
@@ -316,7 +334,7 @@ def predict(
     batch_size=None,
     seed=None,
     task="auto",
-    from_logits=False,
+    from_logits=None,
     return_samples=False,
     jit_compile=None,
 ):
@@ -351,6 +369,8 @@ def predict(
             single unit P(class 1) gives `probs` over the two classes,
             `[1 - p, p]`.
         from_logits: classification outputs are logits, not probabilities.
+            None (default): as the model's compiled loss says (True for a
+            loss built with `from_logits=True`).
         return_samples: keep the samples in the result.
         jit_compile: compile with XLA. None (default) uses XLA when a GPU
             is visible and plain TensorFlow graphs on CPU, where XLA's random
@@ -377,7 +397,7 @@ def predict(
         batch_size = _validation.positive_int("batch_size", batch_size)
     seed = _validation.optional_int("seed", seed)
     _validation.one_of("task", task, TASKS)
-    _validation.boolean("from_logits", from_logits)
+    from_logits = resolve_from_logits(model, from_logits)
     inputs, keys = _as_inputs(x)
     if jit_compile is None:
         jit_compile = _gpu_visible()

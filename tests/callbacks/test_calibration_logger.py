@@ -51,6 +51,19 @@ def test_binary_sigmoid_classifier_logs_classification_metrics_and_warns_on_repl
     assert values["nll"] == pytest.approx(metrics.negative_log_likelihood(result.probs[:, 1], LABELS[:40]))
 
 
+def test_logits_model_compiled_with_a_from_logits_loss_logs_classification_metrics():
+    model = keras.Sequential(
+        [keras.Input((4,)), tfp_uq.DenseFlipout(8, activation="relu", seed=1), tfp_uq.DenseFlipout(2, seed=2)]
+    )
+    tfp_uq.set_kl_weight(model, num_examples=len(X))
+    model.compile(keras.optimizers.Adam(0.02), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    logger = CalibrationLogger((X[:40], LABELS[:40]), num_samples=8)
+    history = model.fit(X, LABELS, epochs=2, verbose=0, callbacks=[logger]).history
+    assert {"val_accuracy", "val_ece", "val_nll", "val_brier"} <= set(history) and "val_rmse" not in history
+    values, result = logger.compute()
+    assert values["nll"] == pytest.approx(metrics.negative_log_likelihood(result.probs, LABELS[:40]))
+
+
 def test_dataset_and_dict_validation_data_log_the_same_metrics_as_arrays():
     model = _classifier()
     first, second = keras.Input((2,), name="first"), keras.Input((2,), name="second")

@@ -42,3 +42,21 @@ def test_a_single_sigmoid_unit_is_read_as_a_binary_classifier():
     assert float(brier.result()) == pytest.approx(metrics.brier_score(positive, labels), rel=1e-5)
     # Brier of [1 - p, p] against one-hot labels: 2 (p - y)^2.
     assert float(brier.result()) == pytest.approx(2 * np.mean((positive - labels) ** 2), rel=1e-5)
+
+
+def test_from_logits_metrics_equal_the_metrics_of_softmax_and_sigmoid_probabilities():
+    logits = RNG.normal(0, 2, (300, 4)).astype("float32")
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    ece, brier = metrics.ExpectedCalibrationError(from_logits=True), metrics.BrierScore(from_logits=True)
+    for metric in (ece, brier):
+        metric.update_state(LABELS, logits)
+    assert float(ece.result()) == pytest.approx(metrics.expected_calibration_error(probs, LABELS), abs=1e-5)
+    assert float(brier.result()) == pytest.approx(metrics.brier_score(probs, LABELS), rel=1e-5)
+    binary = metrics.ExpectedCalibrationError(num_bins=10, from_logits=True)
+    binary.update_state(LABELS % 2, logits[:, :1])
+    positive = 1 / (1 + np.exp(-logits[:, 0]))
+    assert float(binary.result()) == pytest.approx(metrics.expected_calibration_error(positive, LABELS % 2, 10), abs=1e-5)
+    restored = metrics.ExpectedCalibrationError.from_config(ece.get_config())
+    assert restored.from_logits and metrics.BrierScore.from_config(brier.get_config()).from_logits
+    with pytest.raises(TypeError, match="from_logits"):
+        metrics.BrierScore(from_logits="yes")

@@ -73,6 +73,8 @@ class CalibrationLogger(keras.callbacks.Callback):
         num_bins: ECE bins.
         seed: seed of the Monte Carlo draws (same draws every epoch).
         jit_compile: run the predictions under XLA (None: as `tfp_uq.predict`).
+        from_logits: the model outputs logits (None: as its compiled loss
+            says, as in `tfp_uq.predict`).
 
     Example:
 
@@ -93,6 +95,7 @@ class CalibrationLogger(keras.callbacks.Callback):
         num_bins=15,
         seed=0,
         jit_compile=None,
+        from_logits=None,
     ):
         super().__init__()
         if _datasets.is_dataset(validation_data):
@@ -125,6 +128,7 @@ class CalibrationLogger(keras.callbacks.Callback):
         self.num_bins = _validation.positive_int("num_bins", num_bins)
         self.seed = _validation.optional_int("seed", seed)
         self.jit_compile = None if jit_compile is None else _validation.boolean("jit_compile", jit_compile)
+        self.from_logits = None if from_logits is None else _validation.boolean("from_logits", from_logits)
         self._writer = None
         self._warned_replacing = False
 
@@ -152,7 +156,7 @@ class CalibrationLogger(keras.callbacks.Callback):
     def compute(self):
         """Runs the predictive on the validation data; returns (values, result)."""
         result = prediction.predict(self.model, self.x, num_samples=self.num_samples, seed=self.seed, task=self.task,
-            jit_compile=self.jit_compile,
+            jit_compile=self.jit_compile, from_logits=self.from_logits,
         )
         if not isinstance(result, prediction.PredictionResult):
             raise ValueError(

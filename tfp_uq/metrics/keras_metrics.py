@@ -11,10 +11,10 @@ from keras import ops
 from tfp_uq import _summaries, _validation
 
 
-def _labels_and_probs(y_true, y_pred):
+def _labels_and_probs(y_true, y_pred, from_logits=False):
     num_classes = y_pred.shape[-1]
     # One sigmoid unit (a binary classifier) becomes the two classes' [1 - p, p].
-    probs = _summaries.class_probabilities(ops.cast(ops.reshape(y_pred, (-1, num_classes)), "float32"))
+    probs = _summaries.class_probabilities(ops.cast(ops.reshape(y_pred, (-1, num_classes)), "float32"), from_logits)
     one_hot = len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == num_classes != 1
     labels = ops.argmax(y_true, axis=-1) if one_hot else y_true
     return ops.cast(ops.reshape(labels, (-1,)), "int32"), probs
@@ -24,7 +24,13 @@ def _labels_and_probs(y_true, y_pred):
 class ExpectedCalibrationError(keras.metrics.Metric):
     """Top-label ECE with equal-width bins, streamed (Guo et al. 2017).
 
-    Labels may be integers or one-hot; predictions are probabilities.
+    Labels may be integers or one-hot; predictions are probabilities, or
+    logits with `from_logits=True`.
+
+    Args:
+        num_bins: number of equal-width confidence bins (positive integer).
+        from_logits: the model outputs logits (softmax, or sigmoid for one unit).
+        name, dtype: as for any Keras metric.
 
     Example:
 
@@ -32,16 +38,17 @@ class ExpectedCalibrationError(keras.metrics.Metric):
     ...               metrics=[tfp_uq.metrics.ExpectedCalibrationError()])
     """
 
-    def __init__(self, num_bins=15, name="ece", dtype=None):
+    def __init__(self, num_bins=15, from_logits=False, name="ece", dtype=None):
         super().__init__(name=name, dtype=dtype)
         self._direction = "down"
         self.num_bins = _validation.positive_int("num_bins", num_bins)
+        self.from_logits = _validation.boolean("from_logits", from_logits)
         self.counts = self.add_variable((self.num_bins,), "zeros", name="counts")
         self.confidence_sums = self.add_variable((self.num_bins,), "zeros", name="confidence_sums")
         self.correct_sums = self.add_variable((self.num_bins,), "zeros", name="correct_sums")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        labels, probs = _labels_and_probs(y_true, y_pred)
+        labels, probs = _labels_and_probs(y_true, y_pred, self.from_logits)
         confidence = ops.max(probs, axis=-1)
         correct = ops.cast(ops.equal(ops.cast(ops.argmax(probs, axis=-1), "int32"), labels), "float32")
         bins = ops.clip(ops.cast(ops.ceil(confidence * self.num_bins), "int32") - 1, 0, self.num_bins - 1)
@@ -61,12 +68,14 @@ class ExpectedCalibrationError(keras.metrics.Metric):
             variable.assign(ops.zeros_like(variable))
 
     def get_config(self):
-        return {"num_bins": self.num_bins, "name": self.name, "dtype": self.dtype}
+        return {"num_bins": self.num_bins, "from_logits": self.from_logits, "name": self.name, "dtype": self.dtype}
 
 
 @keras.saving.register_keras_serializable(package="tfp_uq")
 class BrierScore(keras.metrics.MeanMetricWrapper):
     """Multi-class Brier score, sum over classes of (p_k - 1[y = k])^2, averaged.
+
+    Predictions are probabilities, or logits with `from_logits=True`.
 
     Example:
 
@@ -74,15 +83,16 @@ class BrierScore(keras.metrics.MeanMetricWrapper):
     ...               metrics=[tfp_uq.metrics.BrierScore()])
     """
 
-    def __init__(self, name="brier", dtype=None):
-        super().__init__(fn=_brier, name=name, dtype=dtype)
+    def __init__(self, from_logits=False, name="brier", dtype=None):
+        self.from_logits = _validation.boolean("from_logits", from_logits)
+        super().__init__(fn=_brier, name=name, dtype=dtype, from_logits=self.from_logits)
         self._direction = "down"
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype}
+        return {"from_logits": self.from_logits, "name": self.name, "dtype": self.dtype}
 
 
-def _brier(y_true, y_pred):
-    labels, probs = _labels_and_probs(y_true, y_pred)
+def _brier(y_true, y_pred, from_logits=False):
+    labels, probs = _labels_and_probs(y_true, y_pred, from_logits)
     onehot = ops.one_hot(labels, ops.shape(probs)[-1])
     return ops.sum(ops.square(probs - onehot), axis=-1)
