@@ -31,7 +31,10 @@ class KLAnnealing(keras.callbacks.Callback):
     the ELBO's parts `kl_loss` and `data_loss`. Because t comes from the
     optimizer's counter (or the epoch number Keras resumes from), a run
     resumed with `keras.callbacks.BackupAndRestore`, or a model reloaded
-    with its optimizer, continues the schedule where it stopped.
+    with its optimizer, continues the schedule where it stopped. With
+    `compile(steps_per_execution=k)` Keras runs callbacks between executions,
+    so a per-step beta changes every k steps (the schedule's value at the
+    first step of each execution).
 
     Args:
         schedule: a name above or a callable of t returning beta >= 0.
