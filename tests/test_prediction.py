@@ -87,6 +87,16 @@ def test_binary_classifier_with_one_unit_gets_two_class_probabilities(from_logit
     np.testing.assert_allclose(result.variation_ratio, 1 - np.maximum(votes, 1 - votes), atol=1e-12)
 
 
+def test_output_task_looks_inside_wrappers_and_nested_models():
+    wrapped = keras.Sequential(
+        [keras.Input((4,)), layers.MCDropoutWrapper(keras.layers.Dense(1, activation="sigmoid"), rate=0.3, seed=1)]
+    )
+    nested = keras.Sequential([keras.Input((4,)), keras.Sequential([keras.layers.Dense(3), keras.layers.Softmax()])])
+    for model in (wrapped, nested):
+        assert tfp_uq.prediction.output_task(model) == "classification"
+        assert tfp_uq.predict(model, X, num_samples=4).task == "classification"
+
+
 def test_one_linear_unit_is_regression_and_a_sigmoid_unit_can_be_too():
     model = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(1, seed=2)])
     assert tfp_uq.predict(model, X, num_samples=5).task == "regression"

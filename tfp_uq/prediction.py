@@ -88,10 +88,13 @@ def _output_tensors(model, count):
 
 
 def _producer(tensor):
-    """The layer that makes a symbolic tensor, looking inside nested models."""
+    """The layer that makes a symbolic tensor, looking inside nested models and wrappers."""
     layer, _, index = getattr(tensor, "_keras_history", (None, 0, 0))
     if isinstance(layer, keras.Model) and getattr(layer, "outputs", None):
         return _producer(keras.tree.flatten(layer.outputs)[index])
+    # keras.layers.Wrapper (TimeDistributed, MCDropoutWrapper, ...): the wrapped layer.
+    while isinstance(getattr(layer, "layer", None), keras.layers.Layer) and not hasattr(layer, "activation"):
+        layer = layer.layer
     return layer
 
 
