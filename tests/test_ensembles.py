@@ -55,3 +55,16 @@ def test_bad_ensembles_raise():
         DeepEnsemble(_member, num_members=1)
     with pytest.raises(TypeError, match="build_fn"):
         DeepEnsemble(None)
+
+
+def test_build_fn_without_a_seed_argument_and_a_binary_classifier_ensemble():
+    def member():  # no seed argument: the global seed differs per member
+        return keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+
+    model = DeepEnsemble(member, num_members=3, seed=1)
+    kernels = [m.layers[0].kernel.numpy() for m in model.members]
+    assert not np.allclose(kernels[0], kernels[1])
+    result = tfp_uq.predict(model, X[:5])
+    positive = np.stack([m(X[:5]).numpy()[:, 0] for m in model.members]).mean(0)
+    assert result.task == "classification"
+    np.testing.assert_allclose(result.probs[:, 1], positive, rtol=1e-5)

@@ -1,10 +1,20 @@
 """Deep ensembles (Lakshminarayanan et al. 2017) as one Keras model."""
 
+import inspect
+
 import keras
 from keras import ops
 
 from tfp_uq import _validation
 
+
+def _takes_an_argument(function):
+    """Whether `function` can be called with one positional argument."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters)
 
 @keras.saving.register_keras_serializable(package="tfp_uq")
 class DeepEnsemble(keras.Model):
@@ -19,8 +29,9 @@ class DeepEnsemble(keras.Model):
     between-member variance. Compiled metrics see the members' mean output.
 
     Args:
-        build_fn: callable(seed) -> a Keras model (one member); its inputs
-            and outputs must match across seeds.
+        build_fn: callable(seed) -> a Keras model (one member), or a
+            callable of no arguments; its inputs and outputs must match
+            across seeds.
         num_members: M >= 2.
         seed: member m is built with seed + m (and Keras's global seed set
             to it, so initialisers differ).
@@ -42,6 +53,7 @@ class DeepEnsemble(keras.Model):
         if members is None:
             if not callable(build_fn):
                 raise TypeError(f"build_fn must be a callable(seed) -> keras.Model, got {build_fn!r}")
+            takes_seed = _takes_an_argument(build_fn)
             num_members = _validation.positive_int("num_members", num_members)
             if num_members < 2:
                 raise ValueError(f"num_members must be >= 2 for an ensemble, got {num_members}")
@@ -49,7 +61,7 @@ class DeepEnsemble(keras.Model):
             members = []
             for m in range(num_members):
                 keras.utils.set_random_seed(seed + m)
-                member = build_fn(seed + m)
+                member = build_fn(seed + m) if takes_seed else build_fn()
                 if not isinstance(member, keras.Model):
                     raise TypeError(f"build_fn must return a keras.Model, got {type(member).__name__}")
                 members.append(member)
