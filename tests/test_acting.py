@@ -60,6 +60,8 @@ def test_risk_coverage_by_hand():
     assert selective.selection_threshold(uncertainty, errors, target_risk=0.0) == 0.2
     assert selective.selection_threshold(uncertainty, errors, target_coverage=0.7) == 0.4
     np.testing.assert_array_equal(selective.should_refer(uncertainty, 0.2), [False, True, False, True])
+    with pytest.raises(TypeError, match="threshold"):
+        selective.should_refer(uncertainty, "0.2")
 
 
 def test_selection_threshold_needs_one_target():

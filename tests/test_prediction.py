@@ -159,6 +159,11 @@ def test_bad_arguments_raise(linear_model, kwargs, error, message):
         tfp_uq.predict(linear_model, X, **kwargs)
 
 
+def test_inputs_of_the_wrong_shape_raise_before_running(linear_model):
+    with pytest.raises(ValueError, match=r"x has per-example shape \(5,\), but the model expects \(4,\)"):
+        tfp_uq.predict(linear_model, np.zeros((3, 5), "float32"))
+
+
 def test_model_must_be_a_keras_model():
     with pytest.raises(TypeError, match="model"):
         tfp_uq.predict(lambda x: x, X)

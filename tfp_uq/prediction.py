@@ -244,6 +244,20 @@ def _as_inputs(x):
     return arrays, keys
 
 
+def check_input_shapes(model, arrays, name="x"):
+    """Raises a ValueError naming `name` when an array's per-example shape is not the model's input's."""
+    try:
+        expected = getattr(model, "members", [model])[0].inputs or ()
+    except (AttributeError, ValueError):
+        return
+    if len(expected) != len(arrays):
+        return
+    for tensor, array in zip(expected, arrays):
+        want, got = tuple(tensor.shape[1:]), tuple(np.shape(array)[1:])
+        if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
+            raise ValueError(f"{name} has per-example shape {got}, but the model expects {want}")
+
+
 # Samples per call for models whose layers unroll a loop over samples
 # (convolutions, LoRA): bounds the size of the traced graph.
 _MAX_UNROLLED_SAMPLES = 16
@@ -402,6 +416,8 @@ def predict(
     _validation.one_of("task", task, TASKS)
     from_logits = resolve_from_logits(model, from_logits)
     inputs, keys = _as_inputs(x)
+    if keys is None:
+        check_input_shapes(model, inputs)
     if jit_compile is None:
         jit_compile = _gpu_visible()
     else:

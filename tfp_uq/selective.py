@@ -74,4 +74,4 @@ def selection_threshold(uncertainty, losses, target_coverage=None, target_risk=N
 
 def should_refer(uncertainty, threshold):
     """True for inputs to refer to a person (uncertainty above `threshold`)."""
-    return np.asarray(uncertainty) > threshold
+    return np.asarray(uncertainty, dtype="float64") > _validation.real("threshold", threshold)

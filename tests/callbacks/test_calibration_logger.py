@@ -158,6 +158,17 @@ def test_bad_arguments_raise_at_construction(kwargs, error, argument):
         CalibrationLogger((X, LABELS), **kwargs)
 
 
+def test_a_diverged_model_logs_nan_instead_of_stopping_training():
+    model = _classifier()
+    logger = CalibrationLogger((X[:40], LABELS[:40]), num_samples=4)
+    logger.set_model(model)
+    layer = model.layers[0]
+    layer.kernel.assign(np.full(layer.kernel.shape, np.nan, "float32"))
+    logs = {}
+    logger.on_epoch_end(0, logs)
+    assert all(np.isnan(logs[f"val_{name}"]) for name in ("accuracy", "nll", "brier", "ece"))
+
+
 def test_mismatched_validation_data_raises_early():
     with pytest.raises(ValueError, match="same non-zero length"):
         CalibrationLogger((X, LABELS[:10]))

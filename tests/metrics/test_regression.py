@@ -51,3 +51,7 @@ def test_negative_std_and_bad_level_raise():
         metrics.picp([0.0], [0.0], [1.0], level=1.5)
     with pytest.raises(ValueError, match="same shape"):
         metrics.rmse([0.0, 1.0], [0.0])
+    with pytest.raises(ValueError, match="mean must be finite"):
+        metrics.rmse([0.0, 1.0], [0.0, np.nan])
+    with pytest.raises(TypeError, match="y must be an array of numbers"):
+        metrics.crps_gaussian("a", [0.0], [1.0])

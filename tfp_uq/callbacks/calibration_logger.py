@@ -133,14 +133,9 @@ class CalibrationLogger(keras.callbacks.Callback):
         self._warned_replacing = False
 
     def on_train_begin(self, logs=None):
-        expected = getattr(self.model, "input_shape", None)
-        x_first = _first_input(self.x)
-        if isinstance(expected, tuple) and len(expected) > 1 and all(isinstance(d, (int, type(None))) for d in expected):
-            got = np.shape(x_first)[1:]
-            if len(got) != len(expected) - 1 or any(e not in (None, g) for e, g in zip(expected[1:], got)):
-                raise ValueError(
-                    f"validation_data: x has per-example shape {got}, but the model expects {expected[1:]}"
-                )
+        if not isinstance(self.x, dict):
+            arrays = list(self.x) if isinstance(self.x, (list, tuple)) else [self.x]
+            prediction.check_input_shapes(self.model, arrays, "validation_data: x")
         _kl_tracking.attach_for_training(self.model, bayesian_layers(self.model))
         if self.png_dir:
             os.makedirs(self.png_dir, exist_ok=True)
@@ -163,7 +158,10 @@ class CalibrationLogger(keras.callbacks.Callback):
                 "CalibrationLogger needs a model with one output; this model has several. Log one "
                 "keras.Model(model.inputs, output) per output."
             )
-        if result.task == "classification":
+        if not np.all(np.isfinite(result.mean)):
+            # A diverged model: log NaN, as Keras logs a NaN loss, rather than stop training.
+            values = dict.fromkeys(METRICS[result.task], float("nan"))
+        elif result.task == "classification":
             values = _classification_metrics(result, self.y, self.num_bins)
         else:
             values = _regression_metrics(result, self.y)
@@ -190,7 +188,7 @@ class CalibrationLogger(keras.callbacks.Callback):
                 )
             logs.update({f"val_{name}": value for name, value in values.items()})
         figure = None
-        if self.png_dir or self._writer is not None:
+        if (self.png_dir or self._writer is not None) and np.all(np.isfinite(result.mean)):
             figure = self._figure(result, epoch)
         if figure is not None and self.png_dir:
             figure.savefig(os.path.join(self.png_dir, f"calibration_epoch_{epoch + 1:03d}.png"))

@@ -12,9 +12,18 @@ from scipy import special
 from tfp_uq import _validation
 
 
+def _finite(name, value):
+    try:
+        array = np.asarray(value, dtype="float64")
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}: {error}") from None
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return array
+
+
 def _arrays(y, mean, std=None):
-    y = np.asarray(y, dtype="float64")
-    mean = np.asarray(mean, dtype="float64")
+    y, mean = _finite("y", y), _finite("mean", mean)
     if y.shape != mean.shape:
         if y.size == mean.size:
             y = y.reshape(mean.shape)
@@ -22,10 +31,10 @@ def _arrays(y, mean, std=None):
             raise ValueError(f"y and mean must have the same shape, got {y.shape} and {mean.shape}")
     if std is None:
         return y, mean
-    std = np.asarray(std, dtype="float64")
+    std = _finite("std", std)
     if std.shape != mean.shape:
         raise ValueError(f"std must have the shape of mean {mean.shape}, got {std.shape}")
-    if np.any(std <= 0) or not np.all(np.isfinite(std)):
+    if np.any(std <= 0):
         raise ValueError("std must be finite and > 0")
     return y, mean, std
 
