@@ -55,7 +55,10 @@ def test_fit_regression_writes_plot_and_uses_the_learning_rate_given(tmp_path, c
         ("", "empty"),
         ("a,b\n1,2\n3,4\n", "no target column 'y'"),
         ("a,y\n1,2\nx,4\n", "not numeric"),
-        ("a,y\n1,2\nnan,4\n", "missing value"),
+        ("a,y\n1,2\nnan,4\n", "missing or infinite value (line 3: 'nan')"),
+        ("a,y\n1,2\n,4\n", "missing or infinite value (line 3: '')"),
+        ("a,y\n1,2\ninf,4\n", "missing or infinite value"),
+        ("a;b\n1;2\n3;4\n", "no target column 'y'; columns are a, b"),  # semicolons read as delimiters
         ("a,y\n1,2\n3\n", "fields"),
     ],
 )

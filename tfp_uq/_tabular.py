@@ -17,7 +17,11 @@ def read_csv(path):
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
     with open(path, newline="") as handle:
-        rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+        first = handle.readline()
+        handle.seek(0)
+        # The delimiter of the header line: a comma, or a semicolon or tab.
+        delimiter = max(",;\t", key=first.count) if first.count(",") == 0 else ","
+        rows = [row for row in csv.reader(handle, delimiter=delimiter) if any(cell.strip() for cell in row)]
     if not rows:
         raise DataError(f"{path}: the file is empty")
     header = [name.strip() for name in rows[0]]
@@ -34,11 +38,11 @@ def _numbers(path, name, cells):
     for i, cell in enumerate(cells):
         text = cell.strip()
         try:
-            values[i] = float(text)
+            values[i] = float(text) if text else math.nan
         except ValueError:
             raise DataError(f"{path}: column {name!r} is not numeric (line {i + 2}: {text!r})") from None
-        if math.isnan(values[i]) or text == "":
-            raise DataError(f"{path}: column {name!r} has a missing value (line {i + 2})")
+        if not math.isfinite(values[i]):
+            raise DataError(f"{path}: column {name!r} has a missing or infinite value (line {i + 2}: {text!r})")
     return values
 
 
