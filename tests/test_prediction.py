@@ -87,12 +87,14 @@ def test_binary_classifier_with_one_unit_gets_two_class_probabilities(from_logit
     np.testing.assert_allclose(result.variation_ratio, 1 - np.maximum(votes, 1 - votes), atol=1e-12)
 
 
-def test_output_task_looks_inside_wrappers_and_nested_models():
+def test_output_task_looks_inside_wrappers_nested_models_and_keras_ops():
     wrapped = keras.Sequential(
         [keras.Input((4,)), layers.MCDropoutWrapper(keras.layers.Dense(1, activation="sigmoid"), rate=0.3, seed=1)]
     )
     nested = keras.Sequential([keras.Input((4,)), keras.Sequential([keras.layers.Dense(3), keras.layers.Softmax()])])
-    for model in (wrapped, nested):
+    inputs = keras.Input((4,))
+    op_made = keras.Model(inputs, keras.ops.sigmoid(layers.DenseFlipout(1, seed=1)(inputs)))
+    for model in (wrapped, nested, op_made):
         assert tfp_uq.prediction.output_task(model) == "classification"
         assert tfp_uq.predict(model, X, num_samples=4).task == "classification"
 

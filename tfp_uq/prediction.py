@@ -101,12 +101,12 @@ def _producer(tensor):
 def _makes_probabilities(tensor):
     """Whether a symbolic output comes from a softmax, or a sigmoid over one unit (a binary classifier)."""
     layer = _producer(tensor)
-    if isinstance(layer, keras.layers.Softmax):
-        return True
+    # keras.layers.Softmax, and keras.ops.softmax / sigmoid called on a symbolic tensor.
+    kind = type(layer).__name__ if type(layer).__module__.startswith("keras") else None
     activation = getattr(layer, "activation", None)
-    return activation is keras.activations.softmax or (
-        activation is keras.activations.sigmoid and tensor.shape[-1] == 1
-    )
+    if kind == "Softmax" or activation is keras.activations.softmax:
+        return True
+    return (kind == "Sigmoid" or activation is keras.activations.sigmoid) and tensor.shape[-1] == 1
 
 
 def resolve_from_logits(model, from_logits):
