@@ -113,7 +113,9 @@ def bayesianize(
         posterior_scale_init: posterior scale when `moped_delta` is None.
         num_examples: if given, sets kl_weight = 1 / num_examples.
         dropout_rate: rate for method "mc_dropout".
-        lora_rank, lora_alpha: rank and scale for method "lora".
+        lora_rank, lora_alpha: rank and scale for method "lora"; a layer
+            with fewer inputs or units than `lora_rank` gets rank
+            min(fan_in, units).
         seed: base integer seed; layer i gets seed + i.
 
     Returns:
@@ -167,7 +169,10 @@ def bayesianize(
         if method in ("mc_dropout", "lora"):
             inner = layer.__class__.from_config(layer.get_config())
             if method == "lora":
-                return BayesianLoRA(inner, rank=lora_rank, alpha=lora_alpha, prior=prior,
+                # A small layer (an output layer of a few units) takes the largest rank it has.
+                kernel_shape = tuple(layer.kernel.shape)
+                rank = min(lora_rank, int(np.prod(kernel_shape[:-1])), kernel_shape[-1])
+                return BayesianLoRA(inner, rank=rank, alpha=lora_alpha, prior=prior,
                                     posterior_scale_init=posterior_scale_init, seed=layer_seed, name=layer.name)
             return dropout.MCDropoutWrapper(inner, rate=dropout_rate, seed=layer_seed, name=layer.name)
         options = {"prior": prior, "posterior_scale_init": posterior_scale_init, "seed": layer_seed}

@@ -29,6 +29,13 @@ def test_lora_reproduces_pretrained_outputs_at_initialisation():
     np.testing.assert_allclose(converted.predict(X, verbose=0), model.predict(X, verbose=0), rtol=1e-5, atol=1e-6)
 
 
+def test_bayesianize_gives_a_small_layer_the_largest_rank_it_has():
+    converted = tfp_uq.bayesianize(_pretrained(), method="lora", lora_rank=4, seed=0)
+    assert [layer.rank for layer in converted.layers] == [4, 4, 2]  # "out" has 2 units
+    with pytest.raises(ValueError, match="rank must be <= min"):
+        BayesianLoRA(keras.layers.Dense(2), rank=4).build((None, 8))
+
+
 def test_lora_trains_only_the_adapters():
     model = _pretrained()
     converted = tfp_uq.bayesianize(model, method="lora", lora_rank=2, num_examples=len(X), seed=0)
