@@ -384,7 +384,8 @@ def predict(
             the outputs are probabilities, from a softmax or from a sigmoid
             over one unit, or `from_logits` is set). A binary classifier's
             single unit P(class 1) gives `probs` over the two classes,
-            `[1 - p, p]`.
+            `[1 - p, p]`; a subclassed model has no layer graph to read, so
+            its single sigmoid unit needs `task="classification"`.
         from_logits: classification outputs are logits, not probabilities.
             None (default): as the model's compiled loss says (True for a
             loss built with `from_logits=True`).
