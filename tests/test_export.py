@@ -74,6 +74,12 @@ def test_task_is_read_from_the_output_layer_by_default(tmp_path):
     served = loaded.serve(X)
     assert set(served) == {"mean", "total_std", "aleatoric_std", "epistemic_std"}
 
+    # One unit whose sigmoid the graph hides, and a cross-entropy loss: a binary classifier.
+    hidden = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(1, seed=2), keras.layers.Lambda(keras.ops.sigmoid)])
+    hidden.compile("adam", "binary_crossentropy")
+    loaded = tf.saved_model.load(tfp_uq.export(hidden, tmp_path / "hidden", num_samples=5))
+    assert loaded.serve(X)["probs"].shape == (7, 2)
+
     # Logits, and a compiled loss that says so: classification.
     logits = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(3, seed=2)])
     logits.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))

@@ -99,6 +99,24 @@ def test_output_task_looks_inside_wrappers_nested_models_and_keras_ops():
         assert tfp_uq.predict(model, X, num_samples=4).task == "classification"
 
 
+def test_a_subclassed_binary_classifier_is_known_by_its_cross_entropy_loss():
+    class Binary(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden, self.out = layers.DenseFlipout(4, seed=1), keras.layers.Dense(1, activation="sigmoid")
+
+        def call(self, x, training=None):
+            return self.out(self.hidden(x))
+
+    model = Binary()
+    model(X[:2])
+    assert tfp_uq.predict(model, X, num_samples=4).task == "regression"  # nothing to read
+    for loss in ("binary_crossentropy", keras.losses.BinaryCrossentropy(), keras.losses.binary_crossentropy):
+        model.compile("adam", loss)
+        result = tfp_uq.predict(model, X, num_samples=4)
+        assert result.task == "classification" and result.probs.shape == (40, 2)
+
+
 def test_one_linear_unit_is_regression_and_a_sigmoid_unit_can_be_too():
     model = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(1, seed=2)])
     assert tfp_uq.predict(model, X, num_samples=5).task == "regression"

@@ -82,8 +82,9 @@ def export(
         task: "classification", "regression" or "auto" (default): from the
             model's structure, classification when its output is made by a
             softmax, by a sigmoid over one unit (a binary classifier, served
-            as two classes' probabilities), or `from_logits` is set;
-            regression otherwise.
+            as two classes' probabilities), or has one unit and was compiled
+            with a cross-entropy loss, or `from_logits` is set; regression
+            otherwise.
         threshold: optional referral threshold (float).
         refer_on: name of the output compared with `threshold`.
         from_logits: classification outputs are logits. None (default): as

@@ -109,6 +109,26 @@ def _makes_probabilities(tensor):
     return (kind == "Sigmoid" or activation is keras.activations.sigmoid) and tensor.shape[-1] == 1
 
 
+def _compiled_loss(model):
+    loss = getattr(model, "loss", None)
+    if loss is None and getattr(model, "members", None):
+        loss = getattr(model.members[0], "loss", None)
+    return loss
+
+
+_CLASSIFICATION_LOSSES = {
+    "binarycrossentropy", "categoricalcrossentropy", "sparsecategoricalcrossentropy",
+    "binaryfocalcrossentropy", "categoricalfocalcrossentropy",
+}
+
+
+def _compiled_for_classification(model):
+    """Whether the model was compiled with a cross-entropy loss (by name, function or object)."""
+    loss = _compiled_loss(model)
+    name = loss if isinstance(loss, str) else getattr(loss, "name", None) or getattr(loss, "__name__", None)
+    return isinstance(name, str) and name.replace("_", "").lower() in _CLASSIFICATION_LOSSES
+
+
 def resolve_from_logits(model, from_logits):
     """`from_logits` checked; None: whether the model's compiled loss takes logits.
 
@@ -118,9 +138,7 @@ def resolve_from_logits(model, from_logits):
     """
     if from_logits is not None:
         return _validation.boolean("from_logits", from_logits)
-    loss = getattr(model, "loss", None)
-    if loss is None and getattr(model, "members", None):
-        loss = getattr(model.members[0], "loss", None)
+    loss = _compiled_loss(model)
     try:
         return bool(loss.get_config().get("from_logits", False))
     except (AttributeError, NotImplementedError, TypeError):
@@ -130,14 +148,16 @@ def resolve_from_logits(model, from_logits):
 def output_task(model, from_logits=False):
     """The task ("classification" or "regression") of a one-output model, from its structure.
 
-    Classification when `from_logits` is set or the output is made by a
-    softmax, or by a sigmoid over one unit (a binary classifier); else
+    Classification when `from_logits` is set, the output is made by a
+    softmax, or by a sigmoid over one unit (a binary classifier), or it has
+    one unit and the model was compiled with a cross-entropy loss; else
     regression.
     """
-    if from_logits:
-        return "classification"
     tensor = _output_tensors(model, 1)[0]
-    return "classification" if tensor is not None and _makes_probabilities(tensor) else "regression"
+    if from_logits or (tensor is not None and _makes_probabilities(tensor)):
+        return "classification"
+    one_unit = tensor is not None and tensor.shape[-1] == 1
+    return "classification" if one_unit and _compiled_for_classification(model) else "regression"
 
 
 def _gaussian_outputs(model, count):
@@ -326,6 +346,10 @@ def _draw_samples(model, inputs, keys, num_samples, batch_size, jit_compile, det
     return [np.concatenate(parts, axis=1).astype("float64") for parts in zip(*chunks)], structure
 
 
+def _one_unit_of_probabilities(samples):
+    return samples.shape[-1] == 1 and np.all((samples >= 0) & (samples <= 1))
+
+
 def _looks_like_probabilities(samples):
     return (
         samples.shape[-1] > 1
@@ -382,10 +406,9 @@ def predict(
             restored afterwards), or None to continue the layers' streams.
         task: "classification", "regression" or "auto" (classification when
             the outputs are probabilities, from a softmax or from a sigmoid
-            over one unit, or `from_logits` is set). A binary classifier's
-            single unit P(class 1) gives `probs` over the two classes,
-            `[1 - p, p]`; a subclassed model has no layer graph to read, so
-            its single sigmoid unit needs `task="classification"`.
+            over one unit, or a single unit in [0, 1] of a model compiled
+            with a cross-entropy loss, or `from_logits` is set). A binary classifier's single unit
+            P(class 1) gives `probs` over the two classes, `[1 - p, p]`.
         from_logits: classification outputs are logits, not probabilities.
             None (default): as the model's compiled loss says (True for a
             loss built with `from_logits=True`).
@@ -436,8 +459,16 @@ def predict(
             model, inputs, keys, num_samples, batch_size, jit_compile,
             deterministic=not layers and not hasattr(model, "sample_outputs"),
         )
+    # Classifiers by structure: an output made by a softmax or a one-unit
+    # sigmoid; or one output compiled with a cross-entropy loss, which a
+    # single unit of probabilities then must be (the samples cannot say).
+    cross_entropy = len(outputs) == 1 and _compiled_for_classification(model)
     results = [
-        _summarise(samples, num_samples, task, from_logits, gaussian, tensor, return_samples)
+        _summarise(
+            samples, num_samples, task, from_logits, gaussian,
+            (tensor is not None and _makes_probabilities(tensor)) or (cross_entropy and _one_unit_of_probabilities(samples)),
+            return_samples,
+        )
         for samples, gaussian, tensor in zip(
             outputs, _gaussian_outputs(model, len(outputs)), _output_tensors(model, len(outputs))
         )
@@ -445,13 +476,13 @@ def predict(
     return results[0] if len(results) == 1 else keras.tree.pack_sequence_as(structure, results)
 
 
-def _summarise(samples, num_samples, task, from_logits, gaussian, tensor, return_samples):
+def _summarise(samples, num_samples, task, from_logits, gaussian, classifier, return_samples):
     """The `PredictionResult` of one output's `(num_samples, n, ...)` samples.
 
-    `tensor` is the model's symbolic output (None if unknown), for "auto".
+    `classifier`: the model's structure says this output is a classifier's (for "auto").
     """
     if task == "auto":
-        probabilities = _looks_like_probabilities(samples) or (tensor is not None and _makes_probabilities(tensor))
+        probabilities = classifier or _looks_like_probabilities(samples)
         task = "classification" if from_logits or (not gaussian and probabilities) else "regression"
     if task == "classification":
         fields = _summaries.classification(_summary_input(samples), from_logits)
