@@ -13,6 +13,7 @@ SCRIPTS = {
     "active_learning_digits": [],
     "bayesianize_model": [],
     "bayesian_lora": ["lora_band.png"],
+    "binary_diagnosis": ["diagnosis_reliability.png"],
 }
 
 
