@@ -37,11 +37,12 @@ def main(argv=None):
         tfp_uq.DenseFlipout(1, activation="sigmoid", seed=2),
     ])
     model.compile(keras.optimizers.Adam(3e-3), "binary_crossentropy", metrics=["accuracy"])
+    epochs = 3 if args.quick else 60
     callbacks = [
         tfp_uq.callbacks.KLAnnealing("linear", warmup=200, num_examples=len(x_train)),
-        tfp_uq.callbacks.CalibrationLogger((x_test, y_test), num_samples=20, every=10),
+        tfp_uq.callbacks.CalibrationLogger((x_test, y_test), num_samples=20, every=min(10, epochs)),
     ]
-    history = model.fit(x_train, y_train, epochs=3 if args.quick else 60, batch_size=32, verbose=0, callbacks=callbacks)
+    history = model.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0, callbacks=callbacks)
 
     result = tfp_uq.predict(model, x_test, num_samples=200, seed=0)
     print(f"test accuracy {tfp_uq.metrics.accuracy(result.probs, y_test):.3f}, "
