@@ -145,19 +145,27 @@ def resolve_from_logits(model, from_logits):
         return False
 
 
+def _declared_classifier(model, tensor, num_outputs, width):
+    """Whether the model says an output (symbolic `tensor` or None, `width` units) is a classifier's.
+
+    It is when a softmax, or a sigmoid over one unit, makes it, or when it is
+    the one output, of one unit, of a model compiled with a cross-entropy loss
+    (a subclassed model, or a sigmoid the layer graph hides).
+    """
+    if tensor is not None and _makes_probabilities(tensor):
+        return True
+    return num_outputs == 1 and width == 1 and _compiled_for_classification(model)
+
+
 def output_task(model, from_logits=False):
     """The task ("classification" or "regression") of a one-output model, from its structure.
 
-    Classification when `from_logits` is set, the output is made by a
-    softmax, or by a sigmoid over one unit (a binary classifier), or it has
-    one unit and the model was compiled with a cross-entropy loss; else
-    regression.
+    Classification when `from_logits` is set or `_declared_classifier` says
+    so; else regression.
     """
     tensor = _output_tensors(model, 1)[0]
-    if from_logits or (tensor is not None and _makes_probabilities(tensor)):
-        return "classification"
-    one_unit = tensor is not None and tensor.shape[-1] == 1
-    return "classification" if one_unit and _compiled_for_classification(model) else "regression"
+    width = None if tensor is None else tensor.shape[-1]
+    return "classification" if from_logits or _declared_classifier(model, tensor, 1, width) else "regression"
 
 
 def _gaussian_outputs(model, count):
@@ -346,10 +354,6 @@ def _draw_samples(model, inputs, keys, num_samples, batch_size, jit_compile, det
     return [np.concatenate(parts, axis=1).astype("float64") for parts in zip(*chunks)], structure
 
 
-def _one_unit_of_probabilities(samples):
-    return samples.shape[-1] == 1 and np.all((samples >= 0) & (samples <= 1))
-
-
 def _looks_like_probabilities(samples):
     return (
         samples.shape[-1] > 1
@@ -407,8 +411,9 @@ def predict(
         task: "classification", "regression" or "auto" (classification when
             the outputs are probabilities, from a softmax or from a sigmoid
             over one unit, or a single unit in [0, 1] of a model compiled
-            with a cross-entropy loss, or `from_logits` is set). A binary classifier's single unit
-            P(class 1) gives `probs` over the two classes, `[1 - p, p]`.
+            with a cross-entropy loss, or `from_logits` is set). A binary
+            classifier's single unit P(class 1) gives `probs` over the two
+            classes, `[1 - p, p]`.
         from_logits: classification outputs are logits, not probabilities.
             None (default): as the model's compiled loss says (True for a
             loss built with `from_logits=True`).
@@ -459,15 +464,10 @@ def predict(
             model, inputs, keys, num_samples, batch_size, jit_compile,
             deterministic=not layers and not hasattr(model, "sample_outputs"),
         )
-    # Classifiers by structure: an output made by a softmax or a one-unit
-    # sigmoid; or one output compiled with a cross-entropy loss, which a
-    # single unit of probabilities then must be (the samples cannot say).
-    cross_entropy = len(outputs) == 1 and _compiled_for_classification(model)
     results = [
         _summarise(
             samples, num_samples, task, from_logits, gaussian,
-            (tensor is not None and _makes_probabilities(tensor)) or (cross_entropy and _one_unit_of_probabilities(samples)),
-            return_samples,
+            _declared_classifier(model, tensor, len(outputs), samples.shape[-1]), return_samples,
         )
         for samples, gaussian, tensor in zip(
             outputs, _gaussian_outputs(model, len(outputs)), _output_tensors(model, len(outputs))
@@ -479,10 +479,12 @@ def predict(
 def _summarise(samples, num_samples, task, from_logits, gaussian, classifier, return_samples):
     """The `PredictionResult` of one output's `(num_samples, n, ...)` samples.
 
-    `classifier`: the model's structure says this output is a classifier's (for "auto").
+    `classifier`: the model says this output is a classifier's (for "auto";
+    a single unit must then hold probabilities, in [0, 1]).
     """
     if task == "auto":
-        probabilities = classifier or _looks_like_probabilities(samples)
+        declared = classifier and (samples.shape[-1] > 1 or np.all((samples >= 0) & (samples <= 1)))
+        probabilities = declared or _looks_like_probabilities(samples)
         task = "classification" if from_logits or (not gaussian and probabilities) else "regression"
     if task == "classification":
         fields = _summaries.classification(_summary_input(samples), from_logits)
