@@ -13,17 +13,21 @@ def _entropy(probs, axis=-1):
     return -ops.sum(probs * ops.log(probs + _EPS), axis=axis)
 
 
-def class_probabilities(outputs, from_logits=False):
-    """Model outputs as probabilities over the classes on the last axis.
+def two_classes(outputs, from_logits=False):
+    """A single unit, a binary classifier's P(class 1) or its logit z, as two classes.
 
-    Softmax outputs pass through (logits go through softmax); a single unit
-    is a binary classifier's P(class 1) (or its logit), which becomes the
-    two classes' [1 - p, p].
+    Probabilities become [1 - p, p], a logit the logits [0, z] (whose softmax
+    is [1 - sigmoid(z), sigmoid(z)]); outputs of several units pass through.
     """
-    if outputs.shape[-1] == 1:
-        if from_logits:
-            return ops.concatenate([ops.sigmoid(-outputs), ops.sigmoid(outputs)], axis=-1)
-        return ops.concatenate([1.0 - outputs, outputs], axis=-1)
+    if outputs.shape[-1] != 1:
+        return outputs
+    first = ops.zeros_like(outputs) if from_logits else 1.0 - outputs
+    return ops.concatenate([first, outputs], axis=-1)
+
+
+def class_probabilities(outputs, from_logits=False):
+    """Model outputs as probabilities over the classes on the last axis (see `two_classes`)."""
+    outputs = two_classes(outputs, from_logits)
     return ops.softmax(outputs, axis=-1) if from_logits else outputs
 
 

@@ -107,8 +107,7 @@ class _Likelihood:
         if self.kind == "callable":
             return tf.reduce_sum(self.function(y, outputs))
         if self.kind == "categorical":
-            if outputs.shape[-1] == 1:  # a binary classifier: P(class 1), or its logit
-                outputs = tf.concat([tf.zeros_like(outputs) if self.from_logits else 1.0 - outputs, outputs], -1)
+            outputs = _summaries.two_classes(outputs, self.from_logits)  # a binary classifier's one unit
             log_p = tf.nn.log_softmax(outputs) if self.from_logits else tf.math.log(outputs + 1e-12)
             return tf.reduce_sum(tf.gather(log_p, y, axis=-1, batch_dims=1))
         log_scale = log_noise if log_noise is not None else math.log(self.noise_scale)
