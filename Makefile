@@ -2,6 +2,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# tfp_uq's C++ kernels (optional: without a compiler the layers use XLA-compiled draws).
+NATIVE := $(VENV)/.native
 
 .PHONY: demo test bench clean
 
@@ -11,14 +13,18 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test,plot,examples]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+$(NATIVE): $(STAMP) tfp_uq/_native/posterior.cc
+	$(VENV)/bin/tfp-uq build-native || echo "tfp-uq: C++ kernels not built; Bayesian layers use XLA-compiled draws"
+	touch $(NATIVE)
+
+demo: $(NATIVE)
 	$(VENV)/bin/tfp-uq demo
 
-test: $(STAMP)
+test: $(NATIVE)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(NATIVE)
 	$(PY) benchmarks/layers_speed.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info tfp_uq/_native/_posterior-*.so

@@ -18,6 +18,11 @@ A second table times one forward pass of the same models at inference
 (`training=False`, one sample per call: what `model.predict` and `evaluate`
 run), in steps per second read as passes per second.
 
+Without XLA, training steps use tfp_uq's compiled C++ kernels when they are
+built (`make` builds them; see tfp_uq/_native): each Bayesian row then has a
+second row, "XLA-compiled draw", timed with the kernels switched off
+(`TFP_UQ_NATIVE=0`), as a user without a C++ compiler gets it.
+
 When `tf_keras` is importable, TFP's own `tfp.layers` equivalents run side by
 side (their ratio is against the tf_keras plain layer).
 
@@ -141,13 +146,29 @@ def _keras_kinds(model_kind):
     ]
 
 
+def _kernels_built():
+    from tfp_uq import _native
+
+    return _native.library() is not None
+
+
 def keras_rows(tf, args, model_kind):
     import keras
 
     build, shape, kinds = _keras_kinds(model_kind)
     data = dataset(tf, args.batch_size, shape)
-    return [(name, jit, _best_time(tf, lambda: build(keras, cls, kwargs), data, jit, args))
-            for jit in (False, True) for name, cls, kwargs in kinds]
+    rows = []
+    for jit in (False, True):
+        for name, cls, kwargs in kinds:
+            rows.append((name, jit, _best_time(tf, lambda: build(keras, cls, kwargs), data, jit, args)))
+            if not jit and name.startswith("tfp_uq") and _kernels_built():
+                os.environ["TFP_UQ_NATIVE"] = "0"  # read when a model's step is traced
+                try:
+                    seconds = _best_time(tf, lambda: build(keras, cls, kwargs), data, jit, args)
+                finally:
+                    del os.environ["TFP_UQ_NATIVE"]
+                rows.append((f"{name}, XLA-compiled draw", jit, seconds))
+    return rows
 
 
 def forward_rows(tf, args, model_kind):
@@ -195,10 +216,10 @@ def print_table(title, rows):
     baseline = {jit: seconds for name, jit, seconds in rows if name.endswith((" Dense", " Conv2D"))}
     eager = {name: seconds for name, jit, seconds in rows if not jit}
     print(f"\n{title}")
-    print(f"{'layer':44s} {'XLA':>4s} {'steps/s':>9s} {'ms/step':>8s} {'x plain':>8s} {'x no-XLA':>9s}")
+    print(f"{'layer':56s} {'XLA':>4s} {'steps/s':>9s} {'ms/step':>8s} {'x plain':>8s} {'x no-XLA':>9s}")
     for name, jit, seconds in rows:
         print(
-            f"{name:44s} {'on' if jit else 'off':>4s} {1 / seconds:9.1f} {seconds * 1e3:8.2f} "
+            f"{name:56s} {'on' if jit else 'off':>4s} {1 / seconds:9.1f} {seconds * 1e3:8.2f} "
             f"{seconds / baseline[jit]:8.2f} {seconds / eager[name]:9.2f}"
         )
 
@@ -210,7 +231,8 @@ def main():
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     print(f"batch {args.batch_size}, Adam, {args.threads} threads, best of {args.instances} models "
-          f"x {args.repeats} timings x {args.steps} steps")
+          f"x {args.repeats} timings x {args.steps} steps; tfp_uq's C++ kernels "
+          f"{'built' if _kernels_built() else 'not built: XLA-compiled draws only'}")
     for kind, title in (("mlp", "MLP 784-256-10"), ("cnn", "CNN 2 x Conv2D on 28x28x1")):
         if args.only not in (None, kind):
             continue

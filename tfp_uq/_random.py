@@ -15,7 +15,9 @@ a forward pass of an MLP with one 784x256 `DenseReparameterization` took
 The key is two xxHash32 values of the `[2]`-shaped seed, so two draws repeat
 each other's stream only if 64 hashed bits collide. Each draw runs as its own
 XLA-compiled function (inlined when the caller is compiled too), so the same
-seed gives the same numbers eagerly, in a graph and under XLA. On other
+seed gives the same numbers eagerly, in a graph and under XLA; training calls
+outside XLA may draw them with the compiled kernels of `tfp_uq._native`
+instead (the same bits; Normal draws equal up to float rounding). On other
 backends the draws come from `keras.random`.
 
 Each Bayesian layer owns one `keras.random.SeedGenerator` and asks it for one
@@ -147,9 +149,15 @@ def _rademacher(shape, seed):
     return tf.reshape(signs, shape)
 
 
-def _draw(fn, shape, seed, dtype):
-    """Runs `fn(shape, seed)` as one XLA-compiled function; casts to `dtype`."""
+def _draw(fn, shape, seed, dtype, training=None):
+    """Runs `fn(shape, seed)` as one XLA-compiled function; casts to `dtype`.
+
+    In a training call outside XLA, the compiled kernels of `tfp_uq._native`
+    draw the same numbers instead, where they are built.
+    """
     import tensorflow as tf
+
+    from tfp_uq import _native
 
     static = [d if isinstance(d, int) else None for d in shape]
     if None not in static and math.prod(static) > MAX_DRAW_SIZE:
@@ -157,33 +165,45 @@ def _draw(fn, shape, seed, dtype):
             f"A random draw of shape {tuple(static)} has more than {MAX_DRAW_SIZE} elements, "
             "the most one draw can have."
         )
-    compiled = _COMPILED.get(fn)
-    if compiled is None:
-        compiled = _COMPILED[fn] = tf.function(fn, jit_compile=True, autograph=False)
     shape = tf.stack([tf.cast(d, "int32") for d in shape]) if shape else tf.zeros([0], "int32")
-    draw = tf.cast(compiled(shape, seed), dtype)
+    draw = _native.random(_NATIVE_NAMES[fn], shape, seed) if training is True and fn in _NATIVE_NAMES else None
+    if draw is None:
+        compiled = _COMPILED.get(fn)
+        if compiled is None:
+            compiled = _COMPILED[fn] = tf.function(fn, jit_compile=True, autograph=False)
+        draw = compiled(shape, seed)
+    draw = tf.cast(draw, dtype)
     # The compiled function takes its shape as a tensor: give the result back
     # the static dimensions (else a units=1 layer's outputs lose their last).
     draw.set_shape(static)
     return draw
 
 
-def normal(shape, seed, dtype="float32"):
-    """Standard Normal draw of `shape` from a `[2]`-shaped integer seed tensor."""
+# The draws tfp_uq._native also has, by its names for them.
+_NATIVE_NAMES = {_normal: "normal", _rademacher: "rademacher"}
+
+
+def normal(shape, seed, dtype="float32", training=None):
+    """Standard Normal draw of `shape` from a `[2]`-shaped integer seed tensor.
+
+    `training=True` (a layer's training call) lets TensorFlow use the fused
+    kernels of `tfp_uq._native` outside XLA; the numbers are the same.
+    """
     if _is_tensorflow():
-        return _draw(_normal, shape, seed, dtype)
+        return _draw(_normal, shape, seed, dtype, training)
     return keras.random.normal(shape, dtype=dtype, seed=seed)
 
 
-def rademacher(shape, seed, dtype="float32"):
+def rademacher(shape, seed, dtype="float32", training=None):
     """Random signs in {-1, +1} of `shape` from a `[2]`-shaped seed tensor.
 
     On TensorFlow each sign is one bit of a hashed word: 32 signs per word,
     where drawing each sign as its own word cost ~0.4 ms of a training step
     (Flipout's signs for a 128x784 batch under XLA on CPU, ~10%).
+    `training` as for `normal`.
     """
     if _is_tensorflow():
-        return _draw(_rademacher, shape, seed, dtype)
+        return _draw(_rademacher, shape, seed, dtype, training)
     bits = keras.random.randint(shape, 0, 2, seed=seed, dtype="int32")
     return ops.cast(2 * bits - 1, dtype)
 

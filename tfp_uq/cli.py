@@ -1,4 +1,4 @@
-"""The `tfp-uq` command: demo, fit and evaluate."""
+"""The `tfp-uq` command: demo, fit, evaluate and build-native."""
 
 import argparse
 import math
@@ -42,6 +42,18 @@ def _evaluation(model, prep, x, y, num_samples, seed, output_dir=None, tag="vali
         if output_dir:
             tfp_uq.plots.calibration_curve(target, mean, std, title=f"Calibration ({tag})", path=os.path.join(output_dir, f"{tag}_calibration.png"))
     return result, table
+
+
+def _build_native(args):
+    from tfp_uq import _native
+
+    try:
+        path = _native.build(compiler=args.compiler)
+    except RuntimeError as error:
+        print(f"tfp-uq: error: {error}", file=sys.stderr)
+        return 1
+    print(f"built {path}")
+    return 0
 
 
 def _print_table(title, table):
@@ -168,6 +180,15 @@ def build_parser():
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--predictions", help="write per-row predictions to this CSV")
     evaluate.set_defaults(run=_evaluate)
+
+    native = commands.add_parser(
+        "build-native", help="compile the C++ kernels that speed up training without XLA",
+        description="Compile tfp_uq's fused CPU kernels (posterior draw, KL and gradient; random "
+        "draws) for the installed TensorFlow with the machine's C++ compiler. Bayesian layers use "
+        "them in training steps not compiled with XLA; without them they use XLA-compiled draws.",
+    )
+    native.add_argument("--compiler", help="C++ compiler command (default: $CXX, else c++)")
+    native.set_defaults(run=_build_native)
     return parser
 
 
@@ -186,11 +207,10 @@ def main(argv=None):
     from tfp_uq._tabular import DataError
 
     try:
-        args.run(args)
+        return args.run(args) or 0
     except DataError as error:
         print(f"tfp-uq: error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 `BayesianLinear` holds what Dense and convolution layers share: a kernel and
 an optional bias with posteriors, activation, and the call that asks an
 estimator for outputs. An estimator mixin adds only its sampling rule,
-`_sample_outputs(inputs, seed)`, and a layer class adds only its linear
+`_sample_outputs(inputs, seed, training)`, and a layer class adds only its linear
 operation (`_linear`), its bias broadcast (`_add_bias`) and shapes.
 
 - Reparameterization (Kingma & Welling 2014; Blundell et al. 2015): one
@@ -151,7 +151,7 @@ class BayesianLinear(BayesianLayer):
         bias = self.posterior_loc("bias") if "bias" in self._posteriors else self._point_bias()
         return self._outputs(inputs, self.posterior_loc("kernel"), bias)
 
-    def _sample_outputs(self, inputs, seed):
+    def _sample_outputs(self, inputs, seed, training=None):
         """Returns (pre-activation outputs, KL) for one stochastic pass."""
         raise NotImplementedError
 
@@ -186,7 +186,7 @@ class BayesianLinear(BayesianLayer):
             _, kl = self.draw_posteriors(seed, output=None)
             outputs = self._mean_outputs(inputs)
         else:
-            outputs, kl = self._sample_outputs(inputs, seed)
+            outputs, kl = self._sample_outputs(inputs, seed, training)
         if not num_samples:
             self.add_kl_loss(kl, training)
         if self.activation is not None:
@@ -210,8 +210,8 @@ class BayesianLinear(BayesianLayer):
 class Reparameterization:
     """Estimator mixin: one weight draw per call, shared across the batch."""
 
-    def _sample_outputs(self, inputs, seed):
-        samples, kl = self.draw_posteriors(seed, output="sample")
+    def _sample_outputs(self, inputs, seed, training=None):
+        samples, kl = self.draw_posteriors(seed, output="sample", training=training)
         bias = _computed_once(samples["bias"]) if "bias" in samples else self._point_bias()
         return self._outputs(inputs, samples["kernel"], bias), kl
 
@@ -219,14 +219,14 @@ class Reparameterization:
 class Flipout:
     """Estimator mixin: one shared perturbation, signs flipped per example."""
 
-    def _sample_outputs(self, inputs, seed):
-        perturbations, kl = self.draw_posteriors(seed, output="perturbation")
+    def _sample_outputs(self, inputs, seed, training=None):
+        perturbations, kl = self.draw_posteriors(seed, output="perturbation", training=training)
         sign_in = _random.rademacher(
-            self._flip_shape(ops.shape(inputs)), _random.substream(seed, 10), self.compute_dtype
+            self._flip_shape(ops.shape(inputs)), _random.substream(seed, 10), self.compute_dtype, training
         )
         perturbation = self._outputs(inputs * sign_in, perturbations["kernel"], None)
         sign_out = _random.rademacher(
-            self._flip_shape(ops.shape(perturbation)), _random.substream(seed, 11), self.compute_dtype
+            self._flip_shape(ops.shape(perturbation)), _random.substream(seed, 11), self.compute_dtype, training
         )
         perturbation = perturbation * sign_out
         if "bias" in perturbations:
@@ -244,14 +244,14 @@ class LocalReparameterization:
 
     _independent_per_example = True
 
-    def _sample_outputs(self, inputs, seed):
-        scales, kl = self.draw_posteriors(seed, output="scale")
+    def _sample_outputs(self, inputs, seed, training=None):
+        scales, kl = self.draw_posteriors(seed, output="scale", training=training)
         mean = self._mean_outputs(inputs)
         # The variance is computed in float32: squares underflow in float16.
         scale = scales["kernel"]
         variance = self._linear(ops.square(ops.cast(inputs, scale.dtype)), ops.square(scale))
         if "bias" in scales:
             variance = self._add_bias(variance, _computed_once(ops.square(scales["bias"])))
-        noise = _random.normal(ops.shape(variance), _random.substream(seed, 10), variance.dtype)
+        noise = _random.normal(ops.shape(variance), _random.substream(seed, 10), variance.dtype, training)
         # The tiny constant keeps the gradient of sqrt finite for all-zero inputs.
         return _after_kl(mean + self._cast(ops.sqrt(variance + 1e-12) * noise), kl), kl

@@ -92,7 +92,7 @@ class BayesianLoRA(WrapsLayer, BayesianLayer):
             _, kl = self.draw_posteriors(seed, output=None)
             kernel = self._kernel(self.posterior_loc("lora_a"), self.posterior_loc("lora_b"))
         else:
-            samples, kl = self.draw_posteriors(seed, output="sample")
+            samples, kl = self.draw_posteriors(seed, output="sample", training=training)
             kernel = self._kernel(samples["lora_a"], samples["lora_b"])
         self.add_kl_loss(kl, training)
         return self._apply(inputs, kernel)
