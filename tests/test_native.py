@@ -154,6 +154,28 @@ def test_model_trained_with_kernels_exports_without_them(kernels, tmp_path):
     assert b"TfpUq" not in (tmp_path / "keras_export" / "saved_model.pb").read_bytes()
 
 
+def test_second_order_gradients_say_how_to_get_them(kernels, monkeypatch):
+    def gradient_norm_gradient():
+        layer = layers.DenseReparameterization(3, seed=1, kl_weight=0.1)
+        x = tf.ones([2, 4])
+        layer(x)
+
+        @tf.function(autograph=False)
+        def step():
+            with tf.GradientTape() as outer:
+                with tf.GradientTape() as inner:
+                    loss = tf.reduce_sum(layer(x, training=True) ** 2) + tf.add_n(layer.losses)
+                norm = tf.add_n([tf.reduce_sum(g**2) for g in inner.gradient(loss, layer.trainable_weights)])
+            return outer.gradient(norm, layer.trainable_weights)
+
+        return step()
+
+    with pytest.raises(LookupError, match=_native.ENVIRONMENT_SWITCH):
+        gradient_norm_gradient()
+    monkeypatch.setenv(_native.ENVIRONMENT_SWITCH, "0")
+    assert all(np.isfinite(g).all() for g in gradient_norm_gradient())
+
+
 def test_environment_switch_turns_the_kernels_off(monkeypatch):
     monkeypatch.setenv(_native.ENVIRONMENT_SWITCH, "0")
     assert _native.library() is None

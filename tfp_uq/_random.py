@@ -149,6 +149,10 @@ def _rademacher(shape, seed):
     return tf.reshape(signs, shape)
 
 
+# The draws tfp_uq._native also has, by its names for them.
+_NATIVE_NAMES = {_normal: "normal", _rademacher: "rademacher"}
+
+
 def _draw(fn, shape, seed, dtype, training=None):
     """Runs `fn(shape, seed)` as one XLA-compiled function; casts to `dtype`.
 
@@ -177,10 +181,6 @@ def _draw(fn, shape, seed, dtype, training=None):
     # the static dimensions (else a units=1 layer's outputs lose their last).
     draw.set_shape(static)
     return draw
-
-
-# The draws tfp_uq._native also has, by its names for them.
-_NATIVE_NAMES = {_normal: "normal", _rademacher: "rademacher"}
 
 
 def normal(shape, seed, dtype="float32", training=None):

@@ -17,7 +17,9 @@ use the XLA-compiled draw, with the same random numbers up to float rounding.
 They are used only where they cannot leak into a saved or compiled graph: a
 training call (`training=True`) outside XLA, with float32 posteriors and a
 `tfp_uq.priors.Normal` prior. Inference, export and `jit_compile=True` steps
-keep the XLA-compiled draw.
+keep the XLA-compiled draw. Their gradient is first order only: a step that
+differentiates a Bayesian layer's gradient again (a gradient penalty, a
+Hessian) gets an error that says to set `TFP_UQ_NATIVE=0`.
 """
 
 import hashlib
@@ -160,7 +162,15 @@ def _register_gradient(lib):
         )
         return grad_loc, grad_rho, None
 
+    def _no_second_order(op, *grads):
+        raise LookupError(
+            "Second-order gradients through a Bayesian layer's training call are not available with "
+            f"tfp_uq's compiled kernels: set {ENVIRONMENT_SWITCH}=0 before the step is traced, or compile "
+            "it with jit_compile=True, to use the XLA-compiled draw, which has them."
+        )
+
     tf.RegisterGradient("TfpUqNormalPosterior")(_gradient)
+    tf.RegisterGradient("TfpUqNormalPosteriorGrad")(_no_second_order)
     return lib
 
 
