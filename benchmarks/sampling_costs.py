@@ -14,7 +14,11 @@ The point: the sum of the operations a fresh Gaussian sample per weight needs
 (random bits, inverse normal CDF, softplus and its derivative, the log in the
 KL; each must touch every weight at least once per step) is close to a lower
 bound on what sampling adds to a step, whatever the code around it. Compare
-it with the room a ratio target leaves above the two-variable floor.
+it with the room a ratio target leaves above the two-variable floor. The
+bound is for one thread, as XLA runs each fusion: the compiled kernels of
+`tfp_uq._native` (used in training steps without XLA when built) split the
+same work over TensorFlow's CPU threads, so the training-step rows below use
+them when `make` has built them.
 
 Run:  .venv/bin/python benchmarks/sampling_costs.py [--threads 2]
 Takes about 2 minutes on 2 CPU cores.
@@ -41,7 +45,7 @@ def op_rows(tf):
     rho = tf.Variable(tf.fill(SHAPE, float(priors.softplus_inverse(1e-3))))
     scale = tf.Variable(priors.positive_scale(rho))
     unit = tf.Variable(tf.random.uniform(SHAPE, 0.001, 0.999, seed=0))
-    seed = tf.constant([3, 4])
+    seed = tf.constant([3, 4], "int64")
     shape = tf.constant(SHAPE)
     ops = {
         "copy (read + write, subtracted below)": lambda: loc * 1.0,
@@ -70,25 +74,30 @@ def flipout_matmul_ms(tf):
 
 def draw_rows(tf):
     import tfp_uq
+    from tfp_uq import _native
 
     layer = tfp_uq.layers.DenseReparameterization(256, kl_weight=1e-4)
     layer.build((None, 784))
     upstream = tf.random.normal(SHAPE, seed=1)
-    seed = tf.constant([3, 4])
+    seed = tf.constant([3, 4], "int64")
 
-    def forward():
-        samples, kl = layer.draw_posteriors(seed)
+    def forward(training=None):
+        samples, kl = layer.draw_posteriors(seed, training=training)
         return samples["kernel"][0, 0] + kl
 
-    @tf.function
-    def forward_backward():
+    def forward_backward(training=None):
         with tf.GradientTape() as tape:
-            samples, kl = layer.draw_posteriors(seed)
+            samples, kl = layer.draw_posteriors(seed, training=training)
             loss = tf.reduce_sum(samples["kernel"] * upstream) + kl
         return tf.add_n([tf.reduce_sum(g) for g in tape.gradient(loss, layer.trainable_variables)])
 
-    return [("layer draw + KL, forward (XLA, as in a step)", best_ms(tf.function(forward))),
-            ("layer draw + KL, forward + backward", best_ms(forward_backward))]
+    rows = [("layer draw + KL, forward (XLA, as in a step)", best_ms(tf.function(forward))),
+            ("layer draw + KL, forward + backward", best_ms(tf.function(forward_backward)))]
+    if _native.library() is not None:  # training calls outside XLA use the kernels
+        rows += [("layer draw + KL, forward (compiled kernels)", best_ms(tf.function(lambda: forward(True)))),
+                 ("layer draw + KL, forward + backward (compiled kernels)",
+                  best_ms(tf.function(lambda: forward_backward(True))))]
+    return rows
 
 
 def step_rows(tf, keras):
