@@ -61,7 +61,7 @@ def test_posterior_kernel_value_kl_and_gradients_match_the_formulas(kernels, out
         with tf.GradientTape() as tape:
             tape.watch([loc, rho])
             if native:
-                drawn, kl = _native.posterior_draws({"w": (loc, rho, {})}, SEED, output, prior, priors.SCALE_FLOOR)
+                drawn, kl = _native.posterior_draws({"w": (loc, rho, {})}, SEED, output, prior, training=True)
                 value = drawn["w"]
             else:
                 scale = priors.positive_scale(rho)
@@ -81,7 +81,7 @@ def test_posterior_kernel_value_kl_and_gradients_match_the_formulas(kernels, out
 
 def test_posterior_kernel_keeps_nan_scales_nan(kernels):
     rho = tf.constant([[0.0, np.nan], [1.0, -2.0]])
-    drawn, kl = _native.posterior_draws({"w": (tf.zeros([2, 2]), rho, {})}, SEED, "scale", priors.Normal(), 1e-6)
+    drawn, kl = _native.posterior_draws({"w": (tf.zeros([2, 2]), rho, {})}, SEED, "scale", priors.Normal(), True)
     assert np.isnan(drawn["w"][0, 1]) and np.isnan(kl)
     assert np.isfinite(drawn["w"].numpy()[[0, 1, 1], [0, 0, 1]]).all()
 
@@ -179,7 +179,7 @@ def test_second_order_gradients_say_how_to_get_them(kernels, monkeypatch):
 def test_environment_switch_turns_the_kernels_off(monkeypatch):
     monkeypatch.setenv(_native.ENVIRONMENT_SWITCH, "0")
     assert _native.library() is None
-    assert _native.random("normal", tf.constant([3]), SEED) is None
+    assert _native.random("normal", tf.constant([3]), SEED, training=True) is None
 
 
 def test_build_names_a_missing_compiler(capsys):

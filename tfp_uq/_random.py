@@ -170,7 +170,7 @@ def _draw(fn, shape, seed, dtype, training=None):
             "the most one draw can have."
         )
     shape = tf.stack([tf.cast(d, "int32") for d in shape]) if shape else tf.zeros([0], "int32")
-    draw = _native.random(_NATIVE_NAMES[fn], shape, seed) if training is True and fn in _NATIVE_NAMES else None
+    draw = _native.random(_NATIVE_NAMES[fn], shape, seed, training) if fn in _NATIVE_NAMES else None
     if draw is None:
         compiled = _COMPILED.get(fn)
         if compiled is None:

@@ -184,29 +184,31 @@ def _in_xla_context():
     return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
-def _applies(lib, seed):
-    return lib is not None and seed.dtype == "int64" and not _in_xla_context()
+def _applies(lib, seed, training):
+    """The rule for every kernel: built, a training call, outside XLA."""
+    return lib is not None and training is True and seed.dtype == "int64" and not _in_xla_context()
 
 
-def random(distribution, shape, seed):
+def random(distribution, shape, seed, training):
     """A "normal" or "rademacher" float32 draw as `tfp_uq._random` draws it, or None.
 
     Args:
         distribution: "normal" or "rademacher".
         shape: int32 shape tensor.
         seed: `[2]` int64 seed tensor.
+        training: the layer call's `training` argument.
 
     Returns:
-        The draw, or None when the kernels do not apply (not built, or
-        inside an XLA-compiled function).
+        The draw, or None when the kernels do not apply (not built, not a
+        training call, or inside an XLA-compiled function).
     """
     lib = library()
-    if not _applies(lib, seed):
+    if not _applies(lib, seed, training):
         return None
     return lib.tfp_uq_random(shape, seed, distribution=distribution)
 
 
-def posterior_draws(posteriors, seed, output, prior, floor):
+def posterior_draws(posteriors, seed, output, prior, training):
     """`BayesianLayer.draw_posteriors` by the compiled kernels, or None.
 
     Args:
@@ -215,12 +217,13 @@ def posterior_draws(posteriors, seed, output, prior, floor):
         seed: `[2]` int64 seed tensor.
         output: "sample", "perturbation" or "scale".
         prior: the layer's prior.
-        floor: the scale floor added to softplus(rho).
+        training: the layer call's `training` argument.
 
     Returns:
         `(drawn, kl)` as `draw_posteriors` returns them, or None when the
-        kernels do not apply (not built, another prior, dtype or output, or
-        inside an XLA-compiled function), so the caller draws as usual.
+        kernels do not apply (not built, not a training call, another prior,
+        dtype or output, or inside an XLA-compiled function), so the caller
+        draws as usual.
     """
     from tfp_uq import priors
 
@@ -229,14 +232,14 @@ def posterior_draws(posteriors, seed, output, prior, floor):
         output not in _OUTPUTS
         or type(prior) is not priors.Normal
         or any(loc.dtype != "float32" or rho.dtype != "float32" for loc, rho, _ in posteriors.values())
-        or not _applies(lib, seed)
+        or not _applies(lib, seed, training)
     ):
         return None
     drawn, kl = {}, 0.0
     for index, (name, (loc, rho, _)) in enumerate(posteriors.items()):
         drawn[name], weight_kl, _, _ = lib.tfp_uq_normal_posterior(
             loc, rho, seed, kind=output, substream=index,
-            prior_loc=prior.loc, prior_scale=prior.scale, floor=floor,
+            prior_loc=prior.loc, prior_scale=prior.scale, floor=priors.SCALE_FLOOR,
         )
         kl = kl + weight_kl
     return drawn, kl

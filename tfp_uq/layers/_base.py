@@ -298,10 +298,9 @@ class BayesianLayer(VariationalLayer):
         import tensorflow as tf
 
         values = tf.nest.map_structure(tf.convert_to_tensor, values)
-        if training is True:
-            drawn = _native.posterior_draws(values, seed, output, self.prior, priors.SCALE_FLOOR)
-            if drawn is not None:
-                return drawn
+        drawn = _native.posterior_draws(values, seed, output, self.prior, training)
+        if drawn is not None:
+            return drawn
         compiled = _COMPILED_DRAWS.get(self)
         if compiled is None:
             compiled = tf.function(self._draw_posteriors, jit_compile=True, autograph=False)
