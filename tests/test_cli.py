@@ -23,8 +23,27 @@ def iris_csv(tmp_path):
 
 def test_fit_then_evaluate_classification(iris_csv, tmp_path, capsys):
     out = str(tmp_path / "model")
-    assert cli.main(["fit", "--csv", iris_csv, "--target", "species", "--task", "classification",
-                     "--method", "flipout", "--epochs", "40", "--output", out, "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "fit",
+                "--csv",
+                iris_csv,
+                "--target",
+                "species",
+                "--task",
+                "classification",
+                "--method",
+                "flipout",
+                "--epochs",
+                "40",
+                "--output",
+                out,
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "validation metrics" in capsys.readouterr().out
     predictions = str(tmp_path / "pred.csv")
     assert cli.main(["evaluate", out, "--csv", iris_csv, "--predictions", predictions]) == 0
@@ -37,11 +56,33 @@ def test_fit_then_evaluate_classification(iris_csv, tmp_path, capsys):
 
 def test_fit_regression_writes_plot_and_uses_the_learning_rate_given(tmp_path, capsys):
     data = load_diabetes()
-    csv = _write_csv(tmp_path / "d.csv", [f"f{i}" for i in range(10)] + ["y"],
-                     np.column_stack([data.data, data.target]).tolist())
+    csv = _write_csv(
+        tmp_path / "d.csv", [f"f{i}" for i in range(10)] + ["y"], np.column_stack([data.data, data.target]).tolist()
+    )
     out = tmp_path / "model"
-    assert cli.main(["fit", "--csv", csv, "--target", "y", "--task", "regression", "--method", "mc_dropout",
-                     "--epochs", "5", "--learning-rate", "0.05", "--output", str(out), "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "fit",
+                "--csv",
+                csv,
+                "--target",
+                "y",
+                "--task",
+                "regression",
+                "--method",
+                "mc_dropout",
+                "--epochs",
+                "5",
+                "--learning-rate",
+                "0.05",
+                "--output",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "picp_95" in capsys.readouterr().out
     assert (out / "validation_calibration.png").exists() and (out / "model.keras").exists()
     schedule = keras.models.load_model(out / "model.keras").optimizer.get_config()["learning_rate"]["config"]

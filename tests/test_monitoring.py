@@ -13,7 +13,11 @@ def digits_scores():
     x, y = load_digits(return_X_y=True)
     x = (x / 16.0).astype("float32")
     model = keras.Sequential(
-        [keras.Input((64,)), tfp_uq.DenseFlipout(64, activation="relu", seed=1), tfp_uq.DenseFlipout(10, activation="softmax", seed=2)]
+        [
+            keras.Input((64,)),
+            tfp_uq.DenseFlipout(64, activation="relu", seed=1),
+            tfp_uq.DenseFlipout(10, activation="softmax", seed=2),
+        ]
     )
     tfp_uq.set_kl_weight(model, num_examples=1000)
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", jit_compile=True)

@@ -196,8 +196,9 @@ def test_multi_input_model_takes_a_list_or_a_dict(linear_model):
     layer = linear_model.layers[0]
     model = keras.Model([first, second], layer(keras.layers.Concatenate()([first, second])))
     as_list = tfp_uq.predict(model, [X[:, :1], X[:, 1:]], num_samples=4000, seed=0, task="regression")
-    as_dict = tfp_uq.predict(model, {"second": X[:, 1:], "first": X[:, :1]}, num_samples=4000, seed=0,
-                             task="regression")
+    as_dict = tfp_uq.predict(
+        model, {"second": X[:, 1:], "first": X[:, :1]}, num_samples=4000, seed=0, task="regression"
+    )
     np.testing.assert_array_equal(as_list.mean, as_dict.mean)
     loc, scale = layer.kernel.numpy(), layer.posterior_scale("kernel").numpy()
     exact_var = (X**2) @ scale**2 + layer.posterior_scale("bias").numpy() ** 2
@@ -212,8 +213,10 @@ def test_dataset_input_gives_the_same_prediction_as_arrays(linear_model):
 
     arrays = tfp_uq.predict(linear_model, X, num_samples=16, seed=3, task="regression")
     targets = np.zeros((len(X), 3), "float32")
-    for dataset in (tf.data.Dataset.from_tensor_slices(X).batch(7),
-                    tf.data.Dataset.from_tensor_slices((X, targets)).batch(16)):
+    for dataset in (
+        tf.data.Dataset.from_tensor_slices(X).batch(7),
+        tf.data.Dataset.from_tensor_slices((X, targets)).batch(16),
+    ):
         result = tfp_uq.predict(linear_model, dataset, num_samples=16, seed=3, task="regression")
         np.testing.assert_array_equal(result.mean, arrays.mean)
         np.testing.assert_array_equal(result.epistemic_variance, arrays.epistemic_variance)

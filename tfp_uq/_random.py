@@ -73,9 +73,7 @@ def xxh32(word0, word1, seed):
         return tf.constant(value % 2**32, "uint32")
 
     def rotate_left(x, bits):
-        return tf.bitwise.bitwise_or(
-            tf.bitwise.left_shift(x, const(bits)), tf.bitwise.right_shift(x, const(32 - bits))
-        )
+        return tf.bitwise.bitwise_or(tf.bitwise.left_shift(x, const(bits)), tf.bitwise.right_shift(x, const(32 - bits)))
 
     def xor_shift(x, bits):
         return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, const(bits)))

@@ -8,6 +8,9 @@ from tfp_uq.elbo import set_kl_weight
 from tfp_uq.layers import _estimators, conv, dense, dropout
 from tfp_uq.layers.lora import BayesianLoRA
 
+__all__ = ["bayesianize"]
+
+
 METHODS = ("flipout", "reparameterization", "local_reparameterization", "mc_dropout", "lora")
 _DENSE = {
     "flipout": dense.DenseFlipout,
@@ -59,8 +62,13 @@ def _bayesian_twin(layer, method, options):
     if (method, rank) not in _CONV:
         raise ValueError(f"method={method!r} supports Dense layers only; layer {layer.name!r} is a convolution")
     return _CONV[(method, rank)](
-        config["filters"], config["kernel_size"], strides=config["strides"], padding=config["padding"],
-        data_format=config["data_format"], dilation_rate=config["dilation_rate"], groups=config.get("groups", 1),
+        config["filters"],
+        config["kernel_size"],
+        strides=config["strides"],
+        padding=config["padding"],
+        data_format=config["data_format"],
+        dilation_rate=config["dilation_rate"],
+        groups=config.get("groups", 1),
         **common,
     )
 
@@ -172,8 +180,15 @@ def bayesianize(
                 # A small layer (an output layer of a few units) takes the largest rank it has.
                 kernel_shape = tuple(layer.kernel.shape)
                 rank = min(lora_rank, int(np.prod(kernel_shape[:-1])), kernel_shape[-1])
-                return BayesianLoRA(inner, rank=rank, alpha=lora_alpha, prior=prior,
-                                    posterior_scale_init=posterior_scale_init, seed=layer_seed, name=layer.name)
+                return BayesianLoRA(
+                    inner,
+                    rank=rank,
+                    alpha=lora_alpha,
+                    prior=prior,
+                    posterior_scale_init=posterior_scale_init,
+                    seed=layer_seed,
+                    name=layer.name,
+                )
             return dropout.MCDropoutWrapper(inner, rate=dropout_rate, seed=layer_seed, name=layer.name)
         options = {"prior": prior, "posterior_scale_init": posterior_scale_init, "seed": layer_seed}
         return _bayesian_twin(layer, method, options)

@@ -5,6 +5,8 @@ import keras
 from tfp_uq import _kl_tracking, _validation
 from tfp_uq.layers._base import VariationalLayer
 
+__all__ = ["bayesian_layers", "set_kl_weight", "set_deterministic"]
+
 
 def bayesian_layers(model):
     """All layers of `model` that add a KL term (`VariationalLayer`s), in order.

@@ -7,6 +7,8 @@ from keras import ops
 
 from tfp_uq import _validation
 
+__all__ = ["DeepEnsemble"]
+
 
 def _takes_an_argument(function):
     """Whether `function` can be called with one positional argument."""
@@ -15,6 +17,7 @@ def _takes_an_argument(function):
     except (TypeError, ValueError):
         return True
     return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters)
+
 
 @keras.saving.register_keras_serializable(package="tfp_uq")
 class DeepEnsemble(keras.Model):

@@ -9,6 +9,9 @@ import numpy as np
 
 from tfp_uq import _summaries, _validation, prediction
 
+__all__ = ["serving_outputs", "export"]
+
+
 TASKS = ("auto", "classification", "regression")
 _DEFAULT_REFER_ON = {"classification": "entropy", "regression": "total_std"}
 

@@ -7,6 +7,8 @@ from scipy import stats
 
 from tfp_uq import _validation
 
+__all__ = ["UncertaintyMonitor"]
+
 
 def _scores(name, values):
     values = np.asarray(values, dtype="float64").ravel()

@@ -11,6 +11,17 @@ from keras import ops
 from tfp_uq import _datasets, _sampling, _summaries, _validation
 from tfp_uq.layers.heads import GaussianHead
 
+__all__ = [
+    "PredictionResult",
+    "resolve_from_logits",
+    "output_task",
+    "forward_samples",
+    "seeded",
+    "check_input_shapes",
+    "predict",
+]
+
+
 TASKS = ("auto", "classification", "regression")
 # Upper bound on the floats one compiled chunk of samples x inputs holds in
 # its widest activation, to bound memory (64 MiB of float32).
@@ -117,8 +128,11 @@ def _compiled_loss(model):
 
 
 _CLASSIFICATION_LOSSES = {
-    "binarycrossentropy", "categoricalcrossentropy", "sparsecategoricalcrossentropy",
-    "binaryfocalcrossentropy", "categoricalfocalcrossentropy",
+    "binarycrossentropy",
+    "categoricalcrossentropy",
+    "sparsecategoricalcrossentropy",
+    "binaryfocalcrossentropy",
+    "categoricalfocalcrossentropy",
 }
 
 
@@ -328,7 +342,7 @@ def _draw_samples(model, inputs, keys, num_samples, batch_size, jit_compile, det
         batch_size, _, _ = _chunks(num_samples, batch_size, width, n)
         per_call, calls = num_samples, 1
     else:
-        unrolled = any(getattr(l, "unrolls_samples", False) for l in model._flatten_layers())
+        unrolled = any(getattr(layer, "unrolls_samples", False) for layer in model._flatten_layers())
         batch_size, per_call, calls = _chunks(
             num_samples, batch_size, width, n, _MAX_UNROLLED_SAMPLES if unrolled else None
         )
@@ -355,11 +369,7 @@ def _draw_samples(model, inputs, keys, num_samples, batch_size, jit_compile, det
 
 
 def _looks_like_probabilities(samples):
-    return (
-        samples.shape[-1] > 1
-        and np.all(samples >= 0)
-        and np.allclose(samples.sum(axis=-1), 1.0, atol=1e-3)
-    )
+    return samples.shape[-1] > 1 and np.all(samples >= 0) and np.allclose(samples.sum(axis=-1), 1.0, atol=1e-3)
 
 
 def _summary_input(samples):
@@ -461,13 +471,23 @@ def predict(
     layers = _stochastic_layers(model)
     with seeded(layers, seed):
         outputs, structure = _draw_samples(
-            model, inputs, keys, num_samples, batch_size, jit_compile,
+            model,
+            inputs,
+            keys,
+            num_samples,
+            batch_size,
+            jit_compile,
             deterministic=not layers and not hasattr(model, "sample_outputs"),
         )
     results = [
         _summarise(
-            samples, num_samples, task, from_logits, gaussian,
-            _declared_classifier(model, tensor, len(outputs), samples.shape[-1]), return_samples,
+            samples,
+            num_samples,
+            task,
+            from_logits,
+            gaussian,
+            _declared_classifier(model, tensor, len(outputs), samples.shape[-1]),
+            return_samples,
         )
         for samples, gaussian, tensor in zip(
             outputs, _gaussian_outputs(model, len(outputs)), _output_tensors(model, len(outputs))
@@ -492,6 +512,4 @@ def _summarise(samples, num_samples, task, from_logits, gaussian, classifier, re
     else:
         fields = _summaries.regression(_summary_input(samples), gaussian)
     fields = {key: np.asarray(keras.ops.convert_to_numpy(value)) for key, value in fields.items()}
-    return PredictionResult(
-        task=task, num_samples=num_samples, samples=samples if return_samples else None, **fields
-    )
+    return PredictionResult(task=task, num_samples=num_samples, samples=samples if return_samples else None, **fields)

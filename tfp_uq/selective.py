@@ -4,14 +4,15 @@ import numpy as np
 
 from tfp_uq import _validation
 
+__all__ = ["risk_coverage_curve", "area_under_risk_coverage", "selection_threshold", "should_refer"]
+
 
 def _scores_and_losses(uncertainty, losses):
     uncertainty = np.asarray(uncertainty, dtype="float64").ravel()
     losses = np.asarray(losses, dtype="float64").ravel()
     if uncertainty.shape != losses.shape or uncertainty.size == 0:
         raise ValueError(
-            "uncertainty and losses must be non-empty and of one length, got "
-            f"{uncertainty.shape} and {losses.shape}"
+            f"uncertainty and losses must be non-empty and of one length, got {uncertainty.shape} and {losses.shape}"
         )
     if not (np.all(np.isfinite(uncertainty)) and np.all(np.isfinite(losses))):
         raise ValueError("uncertainty and losses must be finite")

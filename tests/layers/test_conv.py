@@ -2,7 +2,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras import ops
 
 import tfp_uq
 from tfp_uq import layers
@@ -92,7 +91,10 @@ def test_output_shape_equals_keras_conv():
         ours = layers.Conv2DFlipout(3, 3, **kwargs)
         theirs = keras.layers.Conv2D(3, 3, **kwargs)
         assert ours.compute_output_shape((None, 11, 9, 2)) == theirs.compute_output_shape((None, 11, 9, 2))
-        assert tuple(ours(np.zeros((1, 11, 9, 2), "float32")).shape[1:]) == theirs.compute_output_shape((None, 11, 9, 2))[1:]
+        assert (
+            tuple(ours(np.zeros((1, 11, 9, 2), "float32")).shape[1:])
+            == theirs.compute_output_shape((None, 11, 9, 2))[1:]
+        )
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])

@@ -85,9 +85,20 @@ def build(compiler=None):
     with tempfile.TemporaryDirectory() as folder:
         built = pathlib.Path(folder) / target.name
         command = [
-            compiler, "-shared", "-fPIC", "-O3", "-fopenmp-simd", "-fno-math-errno",
-            "-fno-trapping-math", "-ffp-contract=fast", "-w", *_architecture_flags(),
-            *tf.sysconfig.get_compile_flags(), str(_SOURCE), "-o", str(built),
+            compiler,
+            "-shared",
+            "-fPIC",
+            "-O3",
+            "-fopenmp-simd",
+            "-fno-math-errno",
+            "-fno-trapping-math",
+            "-ffp-contract=fast",
+            "-w",
+            *_architecture_flags(),
+            *tf.sysconfig.get_compile_flags(),
+            str(_SOURCE),
+            "-o",
+            str(built),
             *tf.sysconfig.get_link_flags(),
         ]
         result = subprocess.run(command, capture_output=True, text=True)
@@ -238,8 +249,14 @@ def posterior_draws(posteriors, seed, output, prior, training):
     drawn, kl = {}, 0.0
     for index, (name, (loc, rho, _)) in enumerate(posteriors.items()):
         drawn[name], weight_kl, _, _ = lib.tfp_uq_normal_posterior(
-            loc, rho, seed, kind=output, substream=index,
-            prior_loc=prior.loc, prior_scale=prior.scale, floor=priors.SCALE_FLOOR,
+            loc,
+            rho,
+            seed,
+            kind=output,
+            substream=index,
+            prior_loc=prior.loc,
+            prior_scale=prior.scale,
+            floor=priors.SCALE_FLOOR,
         )
         kl = kl + weight_kl
     return drawn, kl

@@ -10,6 +10,9 @@ import numpy as np
 from tfp_uq import _datasets, _kl_tracking, _validation, metrics, prediction
 from tfp_uq.elbo import bayesian_layers
 
+__all__ = ["CalibrationLogger"]
+
+
 METRICS = {
     "classification": ("accuracy", "nll", "brier", "ece"),
     "regression": ("rmse", "nll", "crps", "picp"),
@@ -143,15 +146,23 @@ class CalibrationLogger(keras.callbacks.Callback):
             try:
                 import tensorboard  # noqa: F401
             except ImportError as error:
-                raise ImportError("CalibrationLogger(log_dir=...) needs TensorBoard: pip install tensorboard") from error
+                raise ImportError(
+                    "CalibrationLogger(log_dir=...) needs TensorBoard: pip install tensorboard"
+                ) from error
             import tensorflow as tf
 
             self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "calibration"))
 
     def compute(self):
         """Runs the predictive on the validation data; returns (values, result)."""
-        result = prediction.predict(self.model, self.x, num_samples=self.num_samples, seed=self.seed, task=self.task,
-            jit_compile=self.jit_compile, from_logits=self.from_logits,
+        result = prediction.predict(
+            self.model,
+            self.x,
+            num_samples=self.num_samples,
+            seed=self.seed,
+            task=self.task,
+            jit_compile=self.jit_compile,
+            from_logits=self.from_logits,
         )
         if not isinstance(result, prediction.PredictionResult):
             raise ValueError(
@@ -202,7 +213,9 @@ class CalibrationLogger(keras.callbacks.Callback):
             return None
         title = f"epoch {epoch + 1}"
         if result.task == "classification":
-            return plots.reliability_diagram(result.probs, self.y.reshape(-1), self.num_bins, title=f"Reliability, {title}")
+            return plots.reliability_diagram(
+                result.probs, self.y.reshape(-1), self.num_bins, title=f"Reliability, {title}"
+            )
         y = self.y.astype("float64").reshape(result.mean.shape)
         return plots.calibration_curve(y, result.mean, np.maximum(result.std, 1e-12), title=f"Calibration, {title}")
 

@@ -18,6 +18,9 @@ import numpy as np
 from tfp_uq import _summaries, _validation, priors
 from tfp_uq.prediction import PredictionResult
 
+__all__ = ["PosteriorSamples", "sample_posterior"]
+
+
 KERNELS = ("nuts", "hmc")
 LIKELIHOODS = ("gaussian", "categorical")
 MAX_PARAMETERS = 100_000
@@ -40,7 +43,7 @@ def _check_model(model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
     if not model.built:
         raise ValueError("model must be built (give it an Input or call it on data)")
-    stochastic = [l.name for l in model._flatten_layers() if hasattr(l, "seed_generator")]
+    stochastic = [layer.name for layer in model._flatten_layers() if hasattr(layer, "seed_generator")]
     if stochastic:
         raise ValueError(
             f"sample_posterior samples the weights of ordinary Keras layers; layers {stochastic} "
@@ -201,8 +204,11 @@ class PosteriorSamples:
                     arrays[f"diag_{key}_{i}"] = np.asarray(item)
             else:
                 arrays[f"diag_{key}"] = np.asarray(value)
-        meta = {"likelihood": self.likelihood.kind, "from_logits": self.likelihood.from_logits,
-                "noise_given": self.likelihood.noise_scale}
+        meta = {
+            "likelihood": self.likelihood.kind,
+            "from_logits": self.likelihood.from_logits,
+            "noise_given": self.likelihood.noise_scale,
+        }
         arrays["meta"] = np.asarray(repr(meta))
         np.savez(path, **arrays)
 
@@ -219,7 +225,8 @@ class PosteriorSamples:
                 raise ValueError("the saved samples do not match the model's variables")
         likelihood = _Likelihood(
             meta["likelihood"] if meta["likelihood"] != "callable" else "gaussian",
-            meta["noise_given"], meta["from_logits"],
+            meta["noise_given"],
+            meta["from_logits"],
         )
         diagnostics = {}
         for key in data.files:
@@ -343,7 +350,9 @@ def sample_posterior(
         for v in model.trainable_variables
     ]
     if like.samples_noise:
-        initial.append(np.full((num_chains,), math.log(0.1), "float32") + jitter * rng.normal(size=num_chains).astype("float32"))
+        initial.append(
+            np.full((num_chains,), math.log(0.1), "float32") + jitter * rng.normal(size=num_chains).astype("float32")
+        )
     initial = [tf.constant(s) for s in initial]
     start = target_log_prob(*initial).numpy()
     if not np.all(np.isfinite(start)):
@@ -355,7 +364,9 @@ def sample_posterior(
     if kernel == "nuts":
         inner = tfp.mcmc.NoUTurnSampler(target_log_prob, step_size=step_size, max_tree_depth=max_tree_depth)
     else:
-        inner = tfp.mcmc.HamiltonianMonteCarlo(target_log_prob, step_size=step_size, num_leapfrog_steps=num_leapfrog_steps)
+        inner = tfp.mcmc.HamiltonianMonteCarlo(
+            target_log_prob, step_size=step_size, num_leapfrog_steps=num_leapfrog_steps
+        )
     sampler = tfp.mcmc.DualAveragingStepSizeAdaptation(
         inner, num_adaptation_steps=max(1, int(0.8 * num_burnin)), target_accept_prob=target_accept
     )
@@ -378,8 +389,13 @@ def sample_posterior(
             @tf.function(jit_compile=jit_compile, autograph=False)
             def chunk(state, results, chunk_seed):
                 return tfp.mcmc.sample_chain(
-                    steps, state, previous_kernel_results=results, kernel=sampler,
-                    trace_fn=trace, return_final_kernel_results=True, seed=chunk_seed,
+                    steps,
+                    state,
+                    previous_kernel_results=results,
+                    kernel=sampler,
+                    trace_fn=trace,
+                    return_final_kernel_results=True,
+                    seed=chunk_seed,
                 )
 
             functions[steps] = chunk
@@ -396,7 +412,11 @@ def sample_posterior(
         boundary = num_burnin if done < num_burnin else total
         steps = min(chunk_size, boundary - done)
         out = run(steps, state, results, tf.constant([seed, done], dtype="int32"))
-        chain_states, (acceptance, has_divergence, step_sizes), results = out.all_states, out.trace, out.final_kernel_results
+        chain_states, (acceptance, has_divergence, step_sizes), results = (
+            out.all_states,
+            out.trace,
+            out.final_kernel_results,
+        )
         state = [s[-1] for s in chain_states]
         if done >= num_burnin:
             kept.append([s.numpy() for s in chain_states])
@@ -419,7 +439,9 @@ def sample_posterior(
 
 def _diagnostics(stacked, accepted, divergent, step_size, seconds):
     tfp = _tfp()
-    ess = [np.asarray(tfp.mcmc.effective_sample_size(s, cross_chain_dims=1 if s.shape[1] > 1 else None)) for s in stacked]
+    ess = [
+        np.asarray(tfp.mcmc.effective_sample_size(s, cross_chain_dims=1 if s.shape[1] > 1 else None)) for s in stacked
+    ]
     if stacked[0].shape[1] > 1:
         rhat = [np.asarray(tfp.mcmc.potential_scale_reduction(s, split_chains=True)) for s in stacked]
     else:

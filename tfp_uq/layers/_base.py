@@ -69,15 +69,14 @@ class StochasticLayer(keras.layers.Layer):
 
     def load_own_variables(self, store):
         variables = self._trainable_variables + self._non_trainable_variables
-        keys = [k for k in store.keys() if k != _SEED_STATE_KEY]
+        keys = [k for k in store.keys() if k != _SEED_STATE_KEY]  # noqa: SIM118 (a Keras store)
         if len(keys) != len(variables):
             raise ValueError(
-                f"Layer '{self.name}' expects {len(variables)} variables, but "
-                f"the saved file holds {len(keys)}"
+                f"Layer '{self.name}' expects {len(variables)} variables, but the saved file holds {len(keys)}"
             )
         for i, variable in enumerate(variables):
             variable.assign(store[f"{i}"])
-        if _SEED_STATE_KEY in store.keys():
+        if _SEED_STATE_KEY in store.keys():  # noqa: SIM118 (a Keras store)
             self.seed_generator.state.assign(store[_SEED_STATE_KEY])
 
     def get_config(self):
@@ -110,9 +109,7 @@ class VariationalLayer(StochasticLayer):
             self.kl_weight_variable = self.add_weight(
                 name="kl_weight",
                 shape=(),
-                initializer=keras.initializers.Constant(
-                    1.0 if self._kl_weight is None else self._kl_weight
-                ),
+                initializer=keras.initializers.Constant(1.0 if self._kl_weight is None else self._kl_weight),
                 trainable=False,
             )
 
@@ -201,9 +198,7 @@ class BayesianLayer(VariationalLayer):
         kwargs.setdefault("autocast", False)
         super().__init__(kl_weight=kl_weight, seed=seed, **kwargs)
         self.prior = priors.get(prior)
-        self.posterior_scale_init = _validation.positive(
-            "posterior_scale_init", posterior_scale_init
-        )
+        self.posterior_scale_init = _validation.positive("posterior_scale_init", posterior_scale_init)
         self.deterministic = _validation.boolean("deterministic", deterministic)
         self._posteriors = {}
 
@@ -246,9 +241,7 @@ class BayesianLayer(VariationalLayer):
 
             def sample(loc=loc, scale=scale, noise=noise, index=index):
                 if noise is None:
-                    noise = scale * _random.normal(
-                        ops.shape(loc), _random.substream(seed, 100 + index), loc.dtype
-                    )
+                    noise = scale * _random.normal(ops.shape(loc), _random.substream(seed, 100 + index), loc.dtype)
                 return loc + noise
 
             kl = kl + self.prior.kl_divergence(loc, scale, sample, prior_variables)
@@ -290,8 +283,7 @@ class BayesianLayer(VariationalLayer):
         # Variables go in as tensors: gradients then flow through the inputs
         # of the compiled function rather than through captured variables.
         values = {
-            name: (loc, rho, dict(prior_variables))
-            for name, (loc, rho, prior_variables) in self._posteriors.items()
+            name: (loc, rho, dict(prior_variables)) for name, (loc, rho, prior_variables) in self._posteriors.items()
         }
         if keras.backend.backend() != "tensorflow":
             return self._draw_posteriors(seed, output, values)

@@ -109,9 +109,7 @@ class BayesianLinear(BayesianLayer):
         if self.use_bias and self.bayesian_bias:
             self.bias = self.add_posterior("bias", bias_shape, self.bias_initializer)
         elif self.use_bias:
-            self.bias = self.add_weight(
-                name="bias", shape=bias_shape, initializer=self.bias_initializer
-            )
+            self.bias = self.add_weight(name="bias", shape=bias_shape, initializer=self.bias_initializer)
 
     def _cast(self, value):
         return ops.cast(value, self.compute_dtype)

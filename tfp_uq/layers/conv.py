@@ -8,6 +8,17 @@ from keras import ops
 from tfp_uq import _validation
 from tfp_uq.layers import _estimators
 
+__all__ = [
+    "BayesianConv",
+    "Conv1DReparameterization",
+    "Conv2DReparameterization",
+    "Conv3DReparameterization",
+    "Conv1DFlipout",
+    "Conv2DFlipout",
+    "Conv3DFlipout",
+]
+
+
 PADDINGS = ("valid", "same")
 # "causal" (left padding of the time axis, as in keras.layers.Conv1D) is 1D only.
 PADDINGS_1D = PADDINGS + ("causal",)
@@ -89,8 +100,12 @@ class BayesianConv(_estimators.BayesianLinear):
             pad[time_axis] = [self.dilation_rate[0] * (self.kernel_size[0] - 1), 0]
             inputs, padding = ops.pad(inputs, pad), "valid"
         return ops.conv(
-            inputs, kernel, strides=self.strides, padding=padding,
-            data_format=self.data_format, dilation_rate=self.dilation_rate,
+            inputs,
+            kernel,
+            strides=self.strides,
+            padding=padding,
+            data_format=self.data_format,
+            dilation_rate=self.dilation_rate,
         )
 
     def _add_bias(self, outputs, bias):
@@ -166,7 +181,7 @@ def _doc(rank, estimator, sentence):
 
     Example:
 
-    >>> layer = tfp_uq.layers.Conv{rank}D{estimator.title().replace(' ', '')}(16, 3, activation="relu")
+    >>> layer = tfp_uq.layers.Conv{rank}D{estimator.title().replace(" ", "")}(16, 3, activation="relu")
     """
 
 

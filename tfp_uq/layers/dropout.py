@@ -13,6 +13,15 @@ from keras import ops
 from tfp_uq import _random, _validation
 from tfp_uq.layers._base import StochasticLayer, VariationalLayer, WrapsLayer
 
+__all__ = [
+    "MCDropout",
+    "SpatialMCDropout1D",
+    "SpatialMCDropout2D",
+    "SpatialMCDropout3D",
+    "MCDropoutWrapper",
+    "ConcreteDropout",
+]
+
 
 def _rate(value):
     return _validation.unit_interval("rate", value)
@@ -140,7 +149,6 @@ class _InputDropoutWrapper(WrapsLayer):
         self.built = True
 
 
-
 @keras.saving.register_keras_serializable(package="tfp_uq")
 class MCDropoutWrapper(_InputDropoutWrapper, StochasticLayer):
     """Applies MC dropout with a fixed rate to the inputs of a wrapped layer.
@@ -230,9 +238,7 @@ class ConcreteDropout(_InputDropoutWrapper, VariationalLayer):
 
     def _build_wrapper(self, input_shape):
         logit = math.log(self.initial_rate) - math.log1p(-self.initial_rate)
-        self.rate_logit = self.add_weight(
-            name="rate_logit", shape=(), initializer=keras.initializers.Constant(logit)
-        )
+        self.rate_logit = self.add_weight(name="rate_logit", shape=(), initializer=keras.initializers.Constant(logit))
         self.input_dim = self._input_dim(input_shape)
         self.build_kl_weight()
 
@@ -256,8 +262,7 @@ class ConcreteDropout(_InputDropoutWrapper, VariationalLayer):
             p = ops.cast(ops.sigmoid(self.rate_logit), inputs.dtype)
             u = _random.uniform(ops.shape(inputs), seed, inputs.dtype)
             drop = ops.sigmoid(
-                (ops.log(p + eps) - ops.log1p(-p + eps) + ops.log(u + eps) - ops.log1p(-u + eps))
-                / self.temperature
+                (ops.log(p + eps) - ops.log1p(-p + eps) + ops.log(u + eps) - ops.log1p(-u + eps)) / self.temperature
             )
             inputs = inputs * (1.0 - drop) / (1.0 - p)
         outputs = self.layer(inputs)

@@ -5,6 +5,8 @@ from keras import ops
 
 from tfp_uq import priors
 
+__all__ = ["GaussianHead", "split_gaussian"]
+
 
 @keras.saving.register_keras_serializable(package="tfp_uq")
 class GaussianHead(keras.layers.Layer):

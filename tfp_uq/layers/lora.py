@@ -8,6 +8,8 @@ from keras import ops
 from tfp_uq import _random, _sampling, _validation
 from tfp_uq.layers._base import BayesianLayer, WrapsLayer
 
+__all__ = ["BayesianLoRA"]
+
 
 @keras.saving.register_keras_serializable(package="tfp_uq")
 class BayesianLoRA(WrapsLayer, BayesianLayer):
@@ -54,7 +56,8 @@ class BayesianLoRA(WrapsLayer, BayesianLayer):
         fan_in, units = int(math.prod(kernel_shape[:-1])), kernel_shape[-1]
         if self.rank > min(fan_in, units):
             raise ValueError(
-                f"rank must be <= min(fan_in, units) = {min(fan_in, units)} for layer {self.layer.name!r}, got {self.rank}"
+                f"rank must be <= min(fan_in, units) = {min(fan_in, units)} for layer {self.layer.name!r}, "
+                f"got {self.rank}"
             )
         self.lora_a = self.add_posterior("lora_a", kernel_shape[:-1] + (self.rank,), keras.initializers.HeUniform())
         self.lora_b = self.add_posterior("lora_b", (self.rank, units), "zeros")
