@@ -95,7 +95,7 @@ def test_output_task_looks_inside_wrappers_nested_models_and_keras_ops():
     inputs = keras.Input((4,))
     op_made = keras.Model(inputs, keras.ops.sigmoid(layers.DenseFlipout(1, seed=1)(inputs)))
     for model in (wrapped, nested, op_made):
-        assert tfp_uq.prediction.output_task(model) == "classification"
+        assert tfp_uq.task.output_task(model) == "classification"
         assert tfp_uq.predict(model, X, num_samples=4).task == "classification"
 
 
