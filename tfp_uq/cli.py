@@ -24,22 +24,30 @@ def _evaluation(model, prep, x, y, num_samples, seed, output_dir=None, tag="vali
     import tfp_uq
     from tfp_uq import metrics
 
-    result = tfp_uq.predict(model, x, num_samples=num_samples, seed=seed, task=prep.task)
+    # A model whose outputs are not finite for some rows gets NaN there, and those rows are referred.
+    result = tfp_uq.predict(model, x, num_samples=num_samples, seed=seed, task=prep.task, on_nonfinite="refer")
     if y is None:
         return result, {}
+    ok = ~result.nonfinite
+    if not ok.all():
+        print(f"{int((~ok).sum())} of {len(ok)} rows have non-finite predictions (referred); metrics are of the rest")
+    if not ok.any():
+        return result, {}
+    y = np.asarray(y)[ok]
     if prep.task == "classification":
+        probs = result.probs[ok]
         table = {
-            "accuracy": metrics.accuracy(result.probs, y),
-            "nll": metrics.negative_log_likelihood(result.probs, y),
-            "ece": metrics.expected_calibration_error(result.probs, y),
-            "brier": metrics.brier_score(result.probs, y),
+            "accuracy": metrics.accuracy(probs, y),
+            "nll": metrics.negative_log_likelihood(probs, y),
+            "ece": metrics.expected_calibration_error(probs, y),
+            "brier": metrics.brier_score(probs, y),
         }
         if output_dir:
             tfp_uq.plots.reliability_diagram(
-                result.probs, y, title=f"Reliability ({tag})", path=os.path.join(output_dir, f"{tag}_reliability.png")
+                probs, y, title=f"Reliability ({tag})", path=os.path.join(output_dir, f"{tag}_reliability.png")
             )
     else:
-        mean, std = result.mean * prep.y_std + prep.y_mean, np.maximum(result.std, 1e-12) * prep.y_std
+        mean, std = result.mean[ok] * prep.y_std + prep.y_mean, np.maximum(result.std[ok], 1e-12) * prep.y_std
         target = y * prep.y_std + prep.y_mean
         table = {
             "rmse": metrics.rmse(target, mean),
@@ -150,7 +158,7 @@ def _evaluate(args):
     if args.predictions:
         if prep.task == "classification":
             columns = {
-                "predicted": [prep.classes[i] for i in result.predicted_class],
+                "predicted": [prep.classes[i] if i >= 0 else "" for i in result.predicted_class],
                 "confidence": result.probs.max(-1),
                 "entropy": result.total_entropy,
                 "mutual_information": result.mutual_information,
@@ -161,6 +169,11 @@ def _evaluate(args):
                 "std": np.sqrt(result.variance[:, 0]) * prep.y_std,
                 "epistemic_std": np.sqrt(result.epistemic_variance[:, 0]) * prep.y_std,
             }
+        if args.refer_above is not None:
+            from tfp_uq import selective
+
+            score = columns["entropy"] if prep.task == "classification" else columns["std"]
+            columns["refer"] = selective.should_refer(score, args.refer_above)
         with open(args.predictions, "w") as handle:
             handle.write(",".join(columns) + "\n")
             for row in zip(*columns.values()):
@@ -225,6 +238,13 @@ def build_parser():
     evaluate.add_argument("--samples", type=int, default=100)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--predictions", help="write per-row predictions to this CSV")
+    evaluate.add_argument(
+        "--refer-above",
+        type=float,
+        default=None,
+        help="add a 'refer' column: True where the predictive entropy (classification) or std (regression, "
+        "target units) is above this, or not finite",
+    )
     evaluate.set_defaults(run=_evaluate)
 
     native = commands.add_parser(
