@@ -23,7 +23,9 @@ VARIATIONAL = dict(expected_num_seed_generators=1, expected_num_losses=1, suppor
 STOCHASTIC = dict(expected_num_seed_generators=1, expected_num_losses=0, supports_masking=False)
 
 CASES = {
-    "DenseReparameterization": (layers.DenseReparameterization, {"units": 3, **BAYESIAN}, (2, 4), (2, 3), 4, VARIATIONAL),
+    "DenseReparameterization": (
+        layers.DenseReparameterization, {"units": 3, **BAYESIAN}, (2, 4), (2, 3), 4, VARIATIONAL,
+    ),
     "DenseFlipout": (layers.DenseFlipout, {"units": 3, **BAYESIAN}, (2, 5, 4), (2, 5, 3), 4, VARIATIONAL),
     "DenseLocalReparameterization": (
         layers.DenseLocalReparameterization, {"units": 3, "bayesian_bias": False, **BAYESIAN}, (2, 4), (2, 3), 3,
