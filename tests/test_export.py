@@ -157,3 +157,18 @@ def test_exported_decisions_fail_safe_on_nonfinite_rows(tmp_path):
     path = tfp_uq.export(model, tmp_path / "diverged", num_samples=4, threshold=0.5, seed=1)
     outputs = {k: np.asarray(v) for k, v in _serve_in_fresh_process(path, X, tmp_path)["outputs"].items()}
     assert outputs["refer"].all() and (outputs["predicted_class"] == -1).all()
+
+
+@pytest.mark.slow
+def test_a_short_soak_of_concurrent_requests_stays_correct_and_flat_in_memory(tmp_path):
+    soak = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "export_soak.py")
+    completed = subprocess.run(
+        [sys.executable, soak, "--make-example", str(tmp_path / "export"), "--threads", "4", "--requests", "100",
+         "--max-batch", "8", "--warmup", "30"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["failures"] == 0 and not report["tfp_uq_imported"]
+    assert report["requests"] == 400 and report["p99_ms"] >= report["p50_ms"] > 0
+    assert report["rss_growth"] < 0.05, report

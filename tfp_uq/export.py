@@ -127,7 +127,9 @@ def export(
             `from_logits=True`).
         seed: integer seed of the serving function's random stream
             (reproducible serving); None: a fresh one.
-        jit_compile: compile the serving function with XLA.
+        jit_compile: compile the serving function with XLA. XLA compiles
+            once per batch size it is sent (cached after): pad requests to
+            a few sizes (e.g. powers of two) for steady latency.
         overwrite: replace an existing, non-empty `path`.
 
     Returns:
