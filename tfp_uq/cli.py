@@ -131,23 +131,23 @@ def _fit(args):
         args.output,
     )
     _print_table("validation metrics", table)
-    model.save(os.path.join(args.output, MODEL_FILE))
+    from tfp_uq import posterior
+
+    posterior.save(model, args.output)
     prep.save(os.path.join(args.output, PREPROCESSING_FILE))
     print(f"\nsaved the model, its preprocessing and plots in {os.path.abspath(args.output)}")
 
 
 def _evaluate(args):
-    import keras
     import numpy as np
 
-    import tfp_uq  # noqa: F401  (registers the layers for loading)
-    from tfp_uq import _tabular
+    from tfp_uq import _tabular, posterior
 
     for name in (MODEL_FILE, PREPROCESSING_FILE):
         if not os.path.exists(os.path.join(args.model, name)):
             raise _tabular.DataError(f"{args.model}: not a folder written by 'tfp-uq fit' (no {name})")
     prep = _tabular.Preprocessing.load(os.path.join(args.model, PREPROCESSING_FILE))
-    model = keras.models.load_model(os.path.join(args.model, MODEL_FILE))
+    model = posterior.load(args.model)  # any kind of posterior 'tfp-uq fit' saved
     x, y_cells, _ = _tabular.features_and_target(args.csv, prep.target, prep.feature_names)
     y = None if y_cells is None else prep.targets(y_cells, args.csv)
     result, table = _evaluation(model, prep, prep.inputs(x), y, args.samples, args.seed)

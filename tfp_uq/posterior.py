@@ -25,6 +25,8 @@ Example:
 """
 
 import abc
+import json
+import os
 import threading
 import zlib
 
@@ -35,7 +37,7 @@ from keras import ops
 from tfp_uq import _keras_compat, _random, _sampling, task
 from tfp_uq.layers._base import StochasticLayer
 
-__all__ = ["ModelPosterior", "Posterior", "as_posterior"]
+__all__ = ["ModelPosterior", "Posterior", "as_posterior", "load", "save"]
 
 _FRESH_LOCK = threading.Lock()
 _FRESH = np.random.default_rng()
@@ -148,6 +150,71 @@ class Posterior(abc.ABC):
         """The object compiled functions are cached on; `as_posterior(cache_owner)` rebuilds this posterior."""
         return self
 
+    # -------------------------------------------------------------- persistence
+    def get_config(self):
+        """A JSON-able description (Keras's registration asks for one; `save` uses `save_state`)."""
+        return {}
+
+    def save_state(self, folder):
+        """Saves what the posterior holds beyond its model into `folder` (see `save`); returns a JSON-able config."""
+        del folder
+        return {}
+
+    @classmethod
+    def from_state(cls, model, folder, config):
+        """The posterior of `model` from what `save_state` wrote."""
+        del folder, config
+        return cls(model)
+
+
+MODEL_FILE, POSTERIOR_FILE = "model.keras", "posterior.json"
+
+
+def save(posterior, folder):
+    """Writes any posterior to `folder`: its model (`model.keras`), `posterior.json`, and its own state.
+
+    `load(folder)` reads it back, whatever its kind: a subclass saves what it
+    holds beyond the model in `save_state` and is registered with
+    `keras.saving.register_keras_serializable`, so `load` finds it by name.
+
+    Example:
+
+    >>> tfp_uq.posterior.save(laplace_posterior, "served_posterior")
+    >>> posterior = tfp_uq.posterior.load("served_posterior")
+    """
+    posterior = as_posterior(posterior)
+    folder = os.fspath(folder)
+    name = keras.saving.get_registered_name(type(posterior))
+    if keras.saving.get_registered_object(name) is not type(posterior):
+        raise TypeError(
+            f"{type(posterior).__name__} cannot be saved: register it with "
+            "@keras.saving.register_keras_serializable() so load() can find it"
+        )
+    os.makedirs(folder, exist_ok=True)
+    posterior.model.save(os.path.join(folder, MODEL_FILE))
+    config = posterior.save_state(folder)
+    with open(os.path.join(folder, POSTERIOR_FILE), "w") as handle:
+        json.dump({"class": name, "config": config}, handle)
+    return folder
+
+
+def load(folder):
+    """A posterior saved by `Posterior.save` (or a folder holding only a `model.keras`)."""
+    folder = os.fspath(folder)
+    path = os.path.join(folder, MODEL_FILE)
+    if not os.path.exists(path):
+        raise ValueError(f"{folder!r} holds no {MODEL_FILE}: not a folder written by Posterior.save")
+    model = keras.models.load_model(path)
+    description = os.path.join(folder, POSTERIOR_FILE)
+    if not os.path.exists(description):
+        return as_posterior(model)
+    with open(description) as handle:
+        saved = json.load(handle)
+    cls = keras.saving.get_registered_object(saved["class"])
+    if cls is None or not issubclass(cls, Posterior):
+        raise ValueError(f"{folder!r} holds a {saved['class']!r}, which is not a registered tfp_uq posterior")
+    return cls.from_state(model, folder, saved["config"])
+
 
 def _layers(model):
     return [layer for layer in _keras_compat.walk_layers(model) if isinstance(layer, StochasticLayer)]
@@ -158,6 +225,7 @@ def _layers(model):
 MAX_UNROLLED_SAMPLES = 16
 
 
+@keras.saving.register_keras_serializable(package="tfp_uq")
 class ModelPosterior(Posterior):
     """A Keras model's own predictive: its stochastic tfp_uq layers sample, others are fixed.
 
@@ -200,6 +268,10 @@ class ModelPosterior(Posterior):
         return keras.tree.map_structure(
             lambda output: ops.reshape(output, (num_samples, -1) + tuple(output.shape[1:])), outputs
         )
+
+    @classmethod
+    def from_state(cls, model, folder, config):
+        return as_posterior(model)  # a DeepEnsemble is its own kind
 
     def fresh_seed(self):
         """Advances each stochastic layer's seed generator once; returns a seed mixed from their states."""
