@@ -98,8 +98,8 @@ def _signature(batch):
     return keras.tree.map_structure(lambda x: tf.TensorSpec((None,) + x.shape[1:], x.dtype), batch)
 
 
-def _compiled(posterior, name, jit_compile, signature, function):
-    """`function(posterior, *args)` compiled once per posterior (cached on its `cache_owner`)."""
+def _compiled(posterior, name, jit_compile, signature, function, takes_seed):
+    """`function(posterior, inputs[, seed])` compiled once per posterior (cached on its `cache_owner`)."""
     key = (name, type(posterior).__name__, jit_compile, str(signature))
 
     def make(owner):
@@ -110,8 +110,7 @@ def _compiled(posterior, name, jit_compile, signature, function):
             return run
         import tensorflow as tf
 
-        seed_spec = tf.TensorSpec((2,), "int64")
-        specs = [signature, seed_spec] if name.startswith("samples") else [signature]
+        specs = [signature, tf.TensorSpec((2,), "int64")] if takes_seed else [signature]
         return tf.function(run, jit_compile=jit_compile, input_signature=specs)
 
     return _caches.compiled(posterior.cache_owner, key, make)
@@ -124,6 +123,7 @@ def _sampler(posterior, num_samples, jit_compile, signature):
         jit_compile,
         signature,
         lambda p, inputs, seed: p.sample_outputs(inputs, num_samples, seed),
+        takes_seed=True,
     )
 
 
@@ -151,7 +151,9 @@ def _draw(posterior, arrays, keys, num_samples, batch_size, jit_compile, seed):
     sampler = _sampler(posterior, per_call, jit_compile, signature)
     exact = None
     if type(posterior).exact_fields is not Posterior.exact_fields:
-        exact = _compiled(posterior, "exact", jit_compile, signature, lambda p, inputs: p.exact_fields(inputs))
+        exact = _compiled(
+            posterior, "exact", jit_compile, signature, lambda p, inputs: p.exact_fields(inputs), takes_seed=False
+        )
     chunks, exact_chunks, call = [], [], 0
     structure = None
     for start in range(0, n, batch_size):
