@@ -1,6 +1,6 @@
 """tfp-uq: honest uncertainty for any Keras 3 model."""
 
-from tfp_uq import active_learning, callbacks, ensembles, inference, layers, losses, metrics, monitoring, priors, recalibration, selective
+from tfp_uq import active_learning, callbacks, conformal, ensembles, inference, layers, losses, metrics, monitoring, priors, recalibration, selective
 from tfp_uq.convert import bayesianize
 from tfp_uq.export import export
 from tfp_uq.elbo import bayesian_layers, set_deterministic, set_kl_weight
