@@ -14,8 +14,9 @@ def test_conformal_plots_write_pngs(tmp_path):
     nominal = np.array([0.8, 0.9, 0.95])
     lower = RNG.normal(size=100)
     calls = {
-        "coverage": lambda p: tfp_uq.plots.coverage_vs_nominal(nominal, [[0.81, 0.9, 0.94], [0.7, 0.8, 0.9]],
-                                                             num_test=500, labels=["normalized", "absolute"], path=p),
+        "coverage": lambda p: tfp_uq.plots.coverage_vs_nominal(
+            nominal, [[0.81, 0.9, 0.94], [0.7, 0.8, 0.9]], num_test=500, labels=["normalized", "absolute"], path=p
+        ),
         "widths": lambda p: tfp_uq.plots.interval_width_histogram(lower, lower + RNG.uniform(1, 2, 100), path=p),
         "sizes": lambda p: tfp_uq.plots.set_size_histogram(RNG.uniform(size=(50, 4)) < 0.4, path=p),
     }

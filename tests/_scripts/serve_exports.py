@@ -9,8 +9,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 served = []
 for path, inputs in zip(sys.argv[1::2], sys.argv[2::2]):

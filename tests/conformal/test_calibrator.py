@@ -1,7 +1,6 @@
 """`tfp_uq.conformal.calibrate` end to end: Keras models, HMC samples, save / load, serving graphs, bad input."""
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -28,8 +27,15 @@ def _heteroscedastic(n, rng):
 def mc_dropout_regressor():
     rng = np.random.default_rng(1)
     x, y = _heteroscedastic(400, rng)
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(32, activation="relu"), layers.MCDropout(0.1, seed=0),
-                              keras.layers.Dense(2), layers.GaussianHead()])
+    model = keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(32, activation="relu"),
+            layers.MCDropout(0.1, seed=0),
+            keras.layers.Dense(2),
+            layers.GaussianHead(),
+        ]
+    )
     # Not XLA: compiling the training step would cost more than these few steps.
     model.compile(keras.optimizers.Adam(1e-2), tfp_uq.losses.GaussianNLL(), jit_compile=False)
     model.fit(x, y, epochs=15, batch_size=64, verbose=0)
@@ -39,8 +45,9 @@ def mc_dropout_regressor():
 def test_calibrated_mc_dropout_intervals_cover_new_data(mc_dropout_regressor):
     rng = np.random.default_rng(2)
     (x_cal, y_cal), (x_test, y_test) = _heteroscedastic(300, rng), _heteroscedastic(1000, rng)
-    calibrator = conformal.calibrate(mc_dropout_regressor, x_cal, y_cal, coverage=0.9, score="normalized",
-                                     num_samples=20, seed=0)
+    calibrator = conformal.calibrate(
+        mc_dropout_regressor, x_cal, y_cal, coverage=0.9, score="normalized", num_samples=20, seed=0
+    )
     result = calibrator.predict(x_test, seed=1)
     assert isinstance(result, conformal.ConformalResult) and result.lower.shape == (1000, 1)
     np.testing.assert_allclose(result.upper - result.mean, calibrator.quantiles[0] * result.std, rtol=1e-5)
@@ -55,8 +62,9 @@ def test_calibrated_mc_dropout_intervals_cover_new_data(mc_dropout_regressor):
 def test_save_and_load_give_the_same_intervals(mc_dropout_regressor, tmp_path):
     x, y = _heteroscedastic(60, np.random.default_rng(3))
     groups = np.arange(60) % 2
-    calibrator = conformal.calibrate(mc_dropout_regressor, x, y, coverage=0.8, score="absolute", groups=groups,
-                                     num_samples=10)
+    calibrator = conformal.calibrate(
+        mc_dropout_regressor, x, y, coverage=0.8, score="absolute", groups=groups, num_samples=10
+    )
     calibrator.save(tmp_path / "calibrator.json")
     restored = conformal.load(tmp_path / "calibrator.json", mc_dropout_regressor)
     assert json.loads((tmp_path / "calibrator.json").read_text())["quantiles"] == calibrator.quantiles.tolist()
@@ -72,8 +80,7 @@ def test_class_conditional_aps_on_a_keras_classifier_repeats_with_its_seed():
     model = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(3, activation="softmax", seed=0)])
     x = RNG.normal(size=(120, 4)).astype("float32")
     y = RNG.integers(0, 3, 120)
-    calibrator = conformal.calibrate(model, x[:90], y[:90], coverage=0.8, score="aps", groups="class",
-                                     num_samples=8)
+    calibrator = conformal.calibrate(model, x[:90], y[:90], coverage=0.8, score="aps", groups="class", num_samples=8)
     result = calibrator.predict(x[90:], seed=5)
     assert calibrator.quantiles.shape == (3,) and result.prediction_set.dtype == bool
     np.testing.assert_array_equal(result.set_size, result.prediction_set.sum(axis=1))
@@ -147,12 +154,18 @@ def test_a_saved_model_serves_the_same_intervals_and_sets_without_tfp_uq(tmp_pat
     interval_calibrator = conformal.calibrate(regressor, x[:60], y[:60], coverage=0.9, score="normalized")
     classifier = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="softmax")])
     set_calibrator = conformal.calibrate(classifier, x[:60], RNG.integers(0, 4, 60), coverage=0.8, score="aps")
-    paths = [_export(regressor, interval_calibrator, tmp_path / "regressor"),
-             _export(classifier, set_calibrator, tmp_path / "classifier", seed=9)]
+    paths = [
+        _export(regressor, interval_calibrator, tmp_path / "regressor"),
+        _export(classifier, set_calibrator, tmp_path / "classifier", seed=9),
+    ]
     np.save(tmp_path / "x.npy", x[60:])
     completed = subprocess.run(
         [sys.executable, SCRIPT, paths[0], str(tmp_path / "x.npy"), paths[1], str(tmp_path / "x.npy")],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": ""},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": ""},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     served = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -232,7 +245,9 @@ def test_nan_predictions_and_targets_are_refused():
     with pytest.raises(ValueError, match="y_cal must be finite"):
         conformal.calibrate(model, x, np.where(np.arange(20)[:, None] == 3, np.nan, y))
     model.layers[0].kernel.assign(np.full((2, 1), np.nan, "float32"))
-    with pytest.raises(ValueError, match=r"predictor: the predictions on x_cal are not finite \(NaN or inf in 'mean'\)"):
+    with pytest.raises(
+        ValueError, match=r"predictor: the predictions on x_cal are not finite \(NaN or inf in 'mean'\)"
+    ):
         conformal.calibrate(model, x, y)
 
 

@@ -43,8 +43,12 @@ def _regression_pool():
     aleatoric = (0.8 * noise_std) ** 2  # too narrow
     quantiles = np.stack([mean - 1.2 * noise_std, mean + 0.9 * noise_std], axis=-1)
     result = PredictionResult(
-        task="regression", mean=mean[:, None], num_samples=100, variance=(epistemic + aleatoric)[:, None],
-        aleatoric_variance=aleatoric[:, None], epistemic_variance=epistemic[:, None],
+        task="regression",
+        mean=mean[:, None],
+        num_samples=100,
+        variance=(epistemic + aleatoric)[:, None],
+        aleatoric_variance=aleatoric[:, None],
+        epistemic_variance=epistemic[:, None],
     )
     quantile_result = PredictionResult(task="regression", mean=quantiles, num_samples=1)
     return result, quantile_result, y[:, None], (x > 0).astype(int)
@@ -62,8 +66,9 @@ def _classification_pool(num_classes=4):
 
 def _take(result, index):
     fields = {name: value for name, value in vars(result).items() if isinstance(value, np.ndarray)}
-    return PredictionResult(task=result.task, num_samples=result.num_samples,
-                            **{name: value[index] for name, value in fields.items()})
+    return PredictionResult(
+        task=result.task, num_samples=result.num_samples, **{name: value[index] for name, value in fields.items()}
+    )
 
 
 def _split_coverages(result, y, score, covered, strata=None, groups=None):
@@ -78,7 +83,11 @@ def _split_coverages(result, y, score, covered, strata=None, groups=None):
         )
         test = np.setdiff1d(np.arange(len(y)), calibration)
         calibrator = conformal.ConformalCalibrator.from_predictions(
-            _take(result, calibration), y[calibration], COVERAGE, score=score, seed=split,
+            _take(result, calibration),
+            y[calibration],
+            COVERAGE,
+            score=score,
+            seed=split,
             groups=None if groups is None else (groups if isinstance(groups, str) else groups[calibration]),
         )
         test_groups = None if groups is None or isinstance(groups, str) else groups[test]
@@ -119,8 +128,13 @@ def test_cqr_covers_within_the_guarantee():
 
 @pytest.mark.parametrize(
     "score",
-    [conformal.LAC(), conformal.APS(randomized=True), conformal.APS(randomized=False),
-     conformal.RAPS(k_reg=1, lambda_=0.05, randomized=True), conformal.RAPS(k_reg=2, lambda_=0.05, randomized=False)],
+    [
+        conformal.LAC(),
+        conformal.APS(randomized=True),
+        conformal.APS(randomized=False),
+        conformal.RAPS(k_reg=1, lambda_=0.05, randomized=True),
+        conformal.RAPS(k_reg=2, lambda_=0.05, randomized=False),
+    ],
     ids=repr,
 )
 def test_classification_scores_cover_within_the_guarantee(score):

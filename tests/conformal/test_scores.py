@@ -19,8 +19,13 @@ def _classification(probs):
 
 
 def _regression(mean, variance=None, epistemic_variance=None):
-    return PredictionResult(task="regression", mean=np.asarray(mean, dtype="float64"), num_samples=1,
-                            variance=variance, epistemic_variance=epistemic_variance)
+    return PredictionResult(
+        task="regression",
+        mean=np.asarray(mean, dtype="float64"),
+        num_samples=1,
+        variance=variance,
+        epistemic_variance=epistemic_variance,
+    )
 
 
 def _fixed(score, quantile, groups=None):
@@ -55,9 +60,13 @@ def test_absolute_intervals_are_the_mean_plus_minus_the_hand_computed_quantile()
 
 def test_normalized_residual_divides_by_the_chosen_std_and_floors_it():
     score = conformal.NormalizedResidual("epistemic", std_floor=0.1)
-    fields = {"mean": np.array([0.0, 0.0]), "variance": np.array([4.0, 4.0]), "epistemic_variance": np.array([1.0, 0.0])}
+    fields = {
+        "mean": np.array([0.0, 0.0]),
+        "variance": np.array([4.0, 4.0]),
+        "epistemic_variance": np.array([1.0, 0.0]),
+    }
     np.testing.assert_allclose(ops.convert_to_numpy(score.scores(fields, np.array([2.0, 0.5]))), [2.0, 5.0])
-    lower, upper = score.bounds(fields, 3.0)
+    _, upper = score.bounds(fields, 3.0)
     np.testing.assert_allclose(ops.convert_to_numpy(upper), [3.0, 0.3])
     total = conformal.NormalizedResidual("total")
     np.testing.assert_allclose(ops.convert_to_numpy(total.scores(fields, np.array([2.0, 0.5]))), [1.0, 0.25])
@@ -72,17 +81,20 @@ def test_normalized_intervals_are_narrower_than_absolute_on_heteroscedastic_data
     calibration, test = np.arange(n) < n // 2, np.arange(n) >= n // 2
     widths, coverages = {}, {}
     for name in ("absolute", "normalized"):
-        calibrator = conformal.ConformalCalibrator.from_predictions(_take(result, calibration), y[calibration, None],
-                                                                    0.9, score=name)
+        calibrator = conformal.ConformalCalibrator.from_predictions(
+            _take(result, calibration), y[calibration, None], 0.9, score=name
+        )
         out = calibrator.apply(_take(result, test))
         widths[name] = metrics.mean_width(out.lower, out.upper)
         coverages[name] = metrics.interval_coverage(y[test, None], out.lower, out.upper)
     # With the true std the normalized score is |N(0, 1)|: q = z_0.95 and the mean width 2 z_0.95 E[std].
     mean_std = (np.exp(1.0) - np.exp(-2.0)) / 3.0
     assert widths["normalized"] == pytest.approx(2 * stats.norm.ppf(0.95) * mean_std, rel=0.03)
+
     # The absolute score's q solves E_std[P(|std eps| <= q)] = 0.9 over the log-uniform std.
     def covered(q):
         return integrate.quad(lambda t: 2 * stats.norm.cdf(q / np.exp(t)) - 1, -2.0, 1.0)[0] / 3.0 - 0.9
+
     assert widths["absolute"] == pytest.approx(2 * optimize.brentq(covered, 0.1, 10.0), rel=0.03)
     assert widths["normalized"] < 0.85 * widths["absolute"]  # closed forms: 2.83 against 3.55
     for coverage in coverages.values():
@@ -168,16 +180,26 @@ def test_group_thresholds_are_picked_per_input_and_unknown_indices_give_everythi
 def test_group_quantiles_are_calibrated_within_each_group():
     y = np.array([1.0, 2.0, 3.0, 10.0, 20.0, 30.0])[:, None]
     groups = np.array(["small"] * 3 + ["large"] * 3)
-    calibrator = conformal.ConformalCalibrator.from_predictions(_regression(np.zeros((6, 1))), y, 0.5,
-                                                               score="absolute", groups=groups)
+    calibrator = conformal.ConformalCalibrator.from_predictions(
+        _regression(np.zeros((6, 1))), y, 0.5, score="absolute", groups=groups
+    )
     assert calibrator.groups == ["large", "small"]
     np.testing.assert_array_equal(calibrator.quantiles, [[20.0], [2.0]])  # k = ceil(4 * 0.5) = 2 of 3
     assert calibrator.num_calibration == [3, 3]
 
 
-@pytest.mark.parametrize("score", [conformal.AbsoluteResidual(), conformal.NormalizedResidual("epistemic", 0.01),
-                                   conformal.CQR(), conformal.LAC(), conformal.APS(False),
-                                   conformal.RAPS(k_reg=3, lambda_=0.2, randomized=False)], ids=repr)
+@pytest.mark.parametrize(
+    "score",
+    [
+        conformal.AbsoluteResidual(),
+        conformal.NormalizedResidual("epistemic", 0.01),
+        conformal.CQR(),
+        conformal.LAC(),
+        conformal.APS(False),
+        conformal.RAPS(k_reg=3, lambda_=0.2, randomized=False),
+    ],
+    ids=repr,
+)
 def test_scores_survive_keras_serialization(score):
     restored = scores.get(keras.saving.serialize_keras_object(score))
     assert type(restored) is type(score) and restored.get_config() == score.get_config()

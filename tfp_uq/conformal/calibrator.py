@@ -242,8 +242,17 @@ class ConformalCalibrator:
         num_samples, predict_kwargs: how `predict` calls `tfp_uq.predict`.
     """
 
-    def __init__(self, predictor, score, coverage, quantiles, groups=None, num_calibration=None, num_samples=100,
-                 predict_kwargs=None):
+    def __init__(
+        self,
+        predictor,
+        score,
+        coverage,
+        quantiles,
+        groups=None,
+        num_calibration=None,
+        num_samples=100,
+        predict_kwargs=None,
+    ):
         if predictor is not None:
             _check_predictor(predictor)
         self.predictor = predictor
@@ -327,8 +336,9 @@ class ConformalCalibrator:
                 raise ValueError(f"groups: this calibrator is {kind} and takes no groups, got {groups!r}")
             return None
         if groups is None:
-            raise ValueError(f"groups: this calibrator is group-conditional; give the group of each input, one of "
-                             f"{self.groups}")
+            raise ValueError(
+                f"groups: this calibrator is group-conditional; give the group of each input, one of {self.groups}"
+            )
         groups = np.asarray(groups)
         if groups.ndim != 1 or (num_inputs is not None and len(groups) != num_inputs):
             raise ValueError(f"groups must hold one label per input, shape ({num_inputs},), got {groups.shape}")
@@ -346,8 +356,9 @@ class ConformalCalibrator:
         if self.groups is None:
             return quantiles[0]
         if groups is None:
-            raise ValueError(f"groups: this calibrator is group-conditional; give each input's group index into "
-                             f"{self.groups}")
+            raise ValueError(
+                f"groups: this calibrator is group-conditional; give each input's group index into {self.groups}"
+            )
         count = len(self.groups)
         # An index out of range (a group never calibrated) gets an infinite threshold: all classes, (-inf, inf).
         table = ops.concatenate([quantiles, ops.full((1,) + tuple(self.quantiles.shape[1:]), np.inf, dtype)], axis=0)
@@ -451,8 +462,9 @@ class ConformalCalibrator:
         return cls(predictor, score, **config)
 
 
-def calibrate(predictor, x_cal, y_cal, coverage=0.9, score="auto", groups=None, seed=0, num_samples=100,
-              **predict_kwargs):
+def calibrate(
+    predictor, x_cal, y_cal, coverage=0.9, score="auto", groups=None, seed=0, num_samples=100, **predict_kwargs
+):
     """Calibrates conformal intervals or prediction sets on held-out data.
 
     The predictor's predictive on `x_cal` (from `tfp_uq.predict`) scores each

@@ -24,12 +24,12 @@ from tfp_uq import _validation
 
 __all__ = [
     "APS",
-    "AbsoluteResidual",
     "CQR",
-    "ClassificationScore",
     "LAC",
-    "NormalizedResidual",
     "RAPS",
+    "AbsoluteResidual",
+    "ClassificationScore",
+    "NormalizedResidual",
     "RegressionScore",
     "Score",
     "get",

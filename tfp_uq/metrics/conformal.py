@@ -68,9 +68,7 @@ def in_set(prediction_set, labels):
     labels = np.asarray(labels).reshape(-1)
     if labels.shape != (len(prediction_set),):
         raise ValueError(f"labels must have shape ({len(prediction_set)},) to match prediction_set, got {labels.shape}")
-    if labels.size and (
-        labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= prediction_set.shape[1]
-    ):
+    if labels.size and (labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= prediction_set.shape[1]):
         raise ValueError(f"labels must be integer classes in [0, {prediction_set.shape[1] - 1}]")
     return prediction_set[np.arange(len(labels)), labels]
 
