@@ -217,3 +217,14 @@ def test_scores_by_name_and_bad_arguments():
         conformal.RAPS(lambda_=-0.1)
     with pytest.raises(ValueError, match="noise"):
         conformal.APS().class_scores(ops.convert_to_tensor(PROBS))
+
+
+def test_string_groups_from_an_object_array_and_constants_that_do_not_fit_their_groups():
+    y = np.arange(6, dtype="float64")[:, None]
+    groups = np.array(["x", "y"] * 3, dtype=object)  # as a pandas column of strings gives them
+    calibrator = conformal.ConformalCalibrator.from_predictions(
+        _regression(np.zeros((6, 1))), y, 0.5, score="absolute", groups=groups
+    )
+    assert calibrator.groups == ["x", "y"]
+    with pytest.raises(ValueError, match="quantiles must have one row per group"):
+        conformal.ConformalCalibrator(None, "absolute", 0.9, [[1.0]], groups=["a", "b"])

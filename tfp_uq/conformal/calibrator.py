@@ -90,7 +90,7 @@ def _tensors(fields):
 def _seed_tensor(seed):
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31 - 1))
-    return ops.convert_to_tensor([seed, 0], dtype="int32")
+    return ops.convert_to_tensor([seed & 0x7FFFFFFF, 0], dtype="int32")
 
 
 def _noise(size, seed, stream, dtype):
@@ -154,6 +154,8 @@ def _calibration_groups(groups, y, task, num_classes):
     groups = np.asarray(groups)
     if groups.shape != (len(y),):
         raise ValueError(f"groups must hold one label per calibration input, shape ({len(y)},), got {groups.shape}")
+    if groups.dtype.kind == "O" and all(isinstance(label, str) for label in groups.tolist()):
+        groups = groups.astype(str)  # e.g. a pandas column of strings
     if groups.dtype.kind not in "iuU":
         raise ValueError(f"groups must be integer or string labels, got dtype {groups.dtype}")
     labels, index = np.unique(groups, return_inverse=True)
@@ -261,6 +263,14 @@ class ConformalCalibrator:
         self.quantiles = np.asarray(quantiles, dtype="float64")
         if self.quantiles.ndim == 0 or not np.all(np.isfinite(self.quantiles)):
             raise ValueError(f"quantiles must be a finite array (num_groups, ...), got {self.quantiles!r}")
+        if isinstance(groups, str) and groups != "class":
+            raise ValueError(f"groups must be None, 'class' or a list of group labels, got {groups!r}")
+        expected = 1 if groups is None else None if groups == "class" else len(groups)
+        if expected is not None and self.quantiles.shape[0] != expected:
+            raise ValueError(
+                f"quantiles must have one row per group ({expected} for groups={groups!r}), got shape "
+                f"{self.quantiles.shape}"
+            )
         self.groups = groups
         self.num_calibration = None if num_calibration is None else [int(n) for n in num_calibration]
         self.num_samples = _validation.positive_int("num_samples", num_samples)
