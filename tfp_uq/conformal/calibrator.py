@@ -90,7 +90,9 @@ def _tensors(fields):
 def _seed_tensor(seed):
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31 - 1))
-    return ops.convert_to_tensor([seed & 0x7FFFFFFF, 0], dtype="int32")
+    # JAX's random keys are uint32; TensorFlow's stateless seeds int32.
+    dtype = "uint32" if keras.backend.backend() == "jax" else "int32"
+    return ops.convert_to_tensor([seed & 0x7FFFFFFF, 0], dtype=dtype)
 
 
 def _noise(size, seed, stream, dtype):
@@ -142,15 +144,15 @@ def _auto_score(task, fields):
 
 
 def _calibration_groups(groups, y, task, num_classes):
-    """`(labels, index)`: None, "class" or the sorted group labels, and each calibration point's group index."""
+    """`(labels, index, count)`: None, "class" or the sorted group labels, each point's group index, the groups."""
     if groups is None:
-        return None, np.zeros(len(y), dtype="int64")
+        return None, np.zeros(len(y), dtype="int64"), 1
     if isinstance(groups, str):
         if groups != "class":
             raise ValueError(f"groups must be None, 'class' or one label per calibration input, got {groups!r}")
         if task != "classification":
             raise ValueError("groups='class' (class-conditional calibration) needs a classifier")
-        return "class", y
+        return "class", y, num_classes
     groups = np.asarray(groups)
     if groups.shape != (len(y),):
         raise ValueError(f"groups must hold one label per calibration input, shape ({len(y)},), got {groups.shape}")
@@ -159,7 +161,7 @@ def _calibration_groups(groups, y, task, num_classes):
     if groups.dtype.kind not in "iuU":
         raise ValueError(f"groups must be integer or string labels, got dtype {groups.dtype}")
     labels, index = np.unique(groups, return_inverse=True)
-    return labels.tolist(), index
+    return labels.tolist(), index, len(labels)
 
 
 def _group_quantiles(values, index, count, coverage, labels):
@@ -204,13 +206,11 @@ def _fit(result, y_cal, coverage, score, groups, seed, source):
             noise = _noise(n, _seed_tensor(seed), _CALIBRATION_NOISE_STREAM, tensors["probs"].dtype)
         class_scores = ops.convert_to_numpy(score.class_scores(tensors["probs"], noise))
         values = class_scores[np.arange(n), y]
-        labels, index = _calibration_groups(groups, y, score.task, num_classes)
-        count = num_classes if labels == "class" else len(labels or [None])
+        labels, index, count = _calibration_groups(groups, y, score.task, num_classes)
     else:
         y = _targets(y_cal, score.target_shape(fields["mean"].shape))
         values = ops.convert_to_numpy(score.scores(tensors, ops.convert_to_tensor(prediction._summary_input(y))))
-        labels, index = _calibration_groups(groups, y, score.task, None)
-        count = len(labels or [None])
+        labels, index, count = _calibration_groups(groups, y, score.task, None)
     quantiles, sizes = _group_quantiles(np.asarray(values, dtype="float64"), index, count, coverage, labels)
     return score, quantiles, labels, sizes
 
