@@ -23,8 +23,27 @@ def iris_csv(tmp_path):
 
 def test_fit_then_evaluate_classification(iris_csv, tmp_path, capsys):
     out = str(tmp_path / "model")
-    assert cli.main(["fit", "--csv", iris_csv, "--target", "species", "--task", "classification",
-                     "--method", "flipout", "--epochs", "40", "--output", out, "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "fit",
+                "--csv",
+                iris_csv,
+                "--target",
+                "species",
+                "--task",
+                "classification",
+                "--method",
+                "flipout",
+                "--epochs",
+                "40",
+                "--output",
+                out,
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "validation metrics" in capsys.readouterr().out
     predictions = str(tmp_path / "pred.csv")
     assert cli.main(["evaluate", out, "--csv", iris_csv, "--predictions", predictions]) == 0
@@ -37,11 +56,33 @@ def test_fit_then_evaluate_classification(iris_csv, tmp_path, capsys):
 
 def test_fit_regression_writes_plot_and_uses_the_learning_rate_given(tmp_path, capsys):
     data = load_diabetes()
-    csv = _write_csv(tmp_path / "d.csv", [f"f{i}" for i in range(10)] + ["y"],
-                     np.column_stack([data.data, data.target]).tolist())
+    csv = _write_csv(
+        tmp_path / "d.csv", [f"f{i}" for i in range(10)] + ["y"], np.column_stack([data.data, data.target]).tolist()
+    )
     out = tmp_path / "model"
-    assert cli.main(["fit", "--csv", csv, "--target", "y", "--task", "regression", "--method", "mc_dropout",
-                     "--epochs", "5", "--learning-rate", "0.05", "--output", str(out), "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "fit",
+                "--csv",
+                csv,
+                "--target",
+                "y",
+                "--task",
+                "regression",
+                "--method",
+                "mc_dropout",
+                "--epochs",
+                "5",
+                "--learning-rate",
+                "0.05",
+                "--output",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "picp_95" in capsys.readouterr().out
     assert (out / "validation_calibration.png").exists() and (out / "model.keras").exists()
     schedule = keras.models.load_model(out / "model.keras").optimizer.get_config()["learning_rate"]["config"]
@@ -87,3 +128,27 @@ def test_every_subcommand_has_help(capsys):
             cli.main([command, "--help"])
         assert exit_info.value.code == 0
         assert "usage: tfp-uq" in capsys.readouterr().out
+
+
+def test_evaluate_refers_rows_above_the_threshold_and_rows_of_a_diverged_model(iris_csv, tmp_path, capsys):
+    out = str(tmp_path / "model")
+    args = ["fit", "--csv", iris_csv, "--target", "species", "--task", "classification", "--method", "flipout"]
+    assert cli.main(args + ["--epochs", "5", "--output", out, "--quiet"]) == 0
+    predictions = str(tmp_path / "pred.csv")
+    assert cli.main(["evaluate", out, "--csv", iris_csv, "--predictions", predictions, "--refer-above", "0.5"]) == 0
+    header, *rows = open(predictions).read().splitlines()
+    assert header == "predicted,confidence,entropy,mutual_information,refer"
+    entropy = np.array([float(row.split(",")[2]) for row in rows])
+    refer = np.array([row.split(",")[4] == "True" for row in rows])
+    np.testing.assert_array_equal(refer, entropy > 0.5)
+    # Weights that diverged to NaN: every row is referred, with no predicted class.
+    import tfp_uq  # noqa: F401  (registers the layers for loading)
+
+    model = keras.models.load_model(f"{out}/model.keras")
+    model.layers[0].kernel.assign(np.full(model.layers[0].kernel.shape, np.nan, "float32"))
+    model.save(f"{out}/model.keras")
+    capsys.readouterr()
+    assert cli.main(["evaluate", out, "--csv", iris_csv, "--predictions", predictions, "--refer-above", "0.5"]) == 0
+    assert "150 of 150 rows have non-finite predictions" in capsys.readouterr().out
+    rows = open(predictions).read().splitlines()[1:]
+    assert all(row.startswith(",") and row.endswith(",True") for row in rows)

@@ -77,8 +77,19 @@ def decay_steps(num_train, epochs, batch_size):
     return epochs * -(-num_train // batch_size)
 
 
-def build(method, input_dim, task, num_outputs, num_train, hidden=(50,), dropout_rate=0.05, seed=0,
-          learning_rate=None, decay_steps=None, num_members=5):
+def build(
+    method,
+    input_dim,
+    task,
+    num_outputs,
+    num_train,
+    hidden=(50,),
+    dropout_rate=0.05,
+    seed=0,
+    learning_rate=None,
+    decay_steps=None,
+    num_members=5,
+):
     """A compiled model (or `DeepEnsemble` for method "ensemble"); see
     `optimizer` for `learning_rate` and `decay_steps`."""
     if method == "ensemble":

@@ -9,6 +9,8 @@ import numpy as np
 
 from tfp_uq import metrics, selective
 
+__all__ = ["reliability_diagram", "calibration_curve", "risk_coverage", "predictive_band", "uncertainty_histogram"]
+
 
 def _figure(width=5.0, height=4.0):
     try:
@@ -39,8 +41,14 @@ def reliability_diagram(probs, labels, num_bins=15, title="Reliability diagram",
     top.bar(centres, accuracy, width=width, edgecolor="black", color="tab:blue", label=f"accuracy (ECE = {ece:.3f})")
     confidence = np.nan_to_num(table["confidence"])
     top.bar(
-        centres, np.abs(confidence - accuracy), bottom=np.minimum(confidence, accuracy), width=width,
-        facecolor="none", edgecolor="tab:red", hatch="//", label="gap to mean confidence",
+        centres,
+        np.abs(confidence - accuracy),
+        bottom=np.minimum(confidence, accuracy),
+        width=width,
+        facecolor="none",
+        edgecolor="tab:red",
+        hatch="//",
+        label="gap to mean confidence",
     )
     top.plot([0, 1], [0, 1], "k--", label="perfect calibration")
     top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
@@ -62,7 +70,13 @@ def calibration_curve(y, mean, std, title="Regression calibration", path=None):
     axes.plot(expected, observed, color="tab:blue", label=f"model (miscalibration area = {area:.3f})")
     axes.fill_between(expected, expected, observed, color="tab:blue", alpha=0.2)
     axes.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-    axes.set(xlabel="expected proportion below predicted quantile", ylabel="observed proportion", xlim=(0, 1), ylim=(0, 1), title=title)
+    axes.set(
+        xlabel="expected proportion below predicted quantile",
+        ylabel="observed proportion",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title=title,
+    )
     axes.legend(loc="upper left")
     return _finish(figure, path)
 

@@ -36,3 +36,26 @@ from tfp_uq.metrics.regression import (
     picp,
     rmse,
 )
+
+__all__ = [
+    "BrierScore",
+    "ExpectedCalibrationError",
+    "accuracy",
+    "aupr",
+    "auroc",
+    "brier_score",
+    "calibration_curve",
+    "classwise_calibration_error",
+    "crps_gaussian",
+    "equal_mass_calibration_error",
+    "expected_calibration_error",
+    "gaussian_nll",
+    "maximum_calibration_error",
+    "mean_interval_width",
+    "miscalibration_area",
+    "mixture_log_likelihood",
+    "negative_log_likelihood",
+    "picp",
+    "reliability_table",
+    "rmse",
+]
