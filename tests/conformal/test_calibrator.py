@@ -12,7 +12,8 @@ import tensorflow as tf
 from scipy import stats
 
 import tfp_uq
-from tfp_uq import _summaries, conformal, layers, metrics, prediction
+from tfp_uq import conformal, layers, metrics, prediction
+from tfp_uq.posterior import Posterior
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "_scripts", "serve_exports.py")
 RNG = np.random.default_rng(0)
@@ -49,7 +50,7 @@ def test_calibrated_mc_dropout_intervals_cover_new_data(mc_dropout_regressor):
         mc_dropout_regressor, x_cal, y_cal, coverage=0.9, score="normalized", num_samples=20, seed=0
     )
     result = calibrator.predict(x_test, seed=1)
-    assert isinstance(result, conformal.ConformalResult) and result.lower.shape == (1000, 1)
+    assert isinstance(result, tfp_uq.PredictionResult) and result.lower.shape == (1000, 1)
     np.testing.assert_allclose(result.upper - result.mean, calibrator.quantiles[0] * result.std, rtol=1e-5)
     np.testing.assert_array_equal(calibrator.predict(x_test, seed=1).upper, result.upper)
     # One calibration draw: the coverage is BetaBinomial(m, k, n + 1 - k) / m around k / (n + 1).
@@ -74,6 +75,15 @@ def test_save_and_load_give_the_same_intervals(mc_dropout_regressor, tmp_path):
     (tmp_path / "other.json").write_text("{}")
     with pytest.raises(ValueError, match="not a tfp_uq conformal calibrator"):
         conformal.load(tmp_path / "other.json")
+
+
+def test_a_calibrator_saves_and_loads_with_its_predictor_as_a_posterior(mc_dropout_regressor, tmp_path):
+    x, y = _heteroscedastic(60, np.random.default_rng(5))
+    calibrator = conformal.calibrate(mc_dropout_regressor, x, y, coverage=0.8, num_samples=10)
+    tfp_uq.posterior.save(calibrator, tmp_path / "calibrated")
+    restored = tfp_uq.posterior.load(tmp_path / "calibrated")
+    assert isinstance(restored, conformal.ConformalCalibrator) and restored.get_config() == calibrator.get_config()
+    np.testing.assert_allclose(restored.predict(x[:5], seed=6).upper, calibrator.predict(x[:5], seed=6).upper)
 
 
 def test_class_conditional_aps_on_a_keras_classifier_repeats_with_its_seed():
@@ -111,7 +121,7 @@ def test_extra_fields_trace_under_xla_and_equal_apply():
 
     @tf.function(jit_compile=True)
     def sets(probs, seed):
-        return calibrator.extra_fields({"probs": probs}, seed=seed)
+        return calibrator.extra_fields({"probs": probs}, "classification", seed=seed)
 
     served = sets(tf.constant(probs, "float32"), tf.constant([3, 0], "int32"))
     expected = calibrator.apply(result, seed=3)
@@ -119,32 +129,27 @@ def test_extra_fields_trace_under_xla_and_equal_apply():
     np.testing.assert_array_equal(served["set_size"].numpy(), expected.set_size)
 
     calibrator = conformal.ConformalCalibrator(None, "absolute", 0.9, [[1.0], [2.0]], groups=["a", "b"])
-    bounds = tf.function(lambda mean, groups: calibrator.extra_fields({"mean": mean}, groups=groups), jit_compile=True)
+    bounds = tf.function(
+        lambda mean, groups: calibrator.extra_fields({"mean": mean}, "regression", groups=groups), jit_compile=True
+    )
     served = bounds(tf.zeros((3, 1)), tf.constant(calibrator.group_index(["b", "a", "b"])))
     np.testing.assert_allclose(served["upper"].numpy(), [[2.0], [1.0], [2.0]])
 
 
-def _export(model, calibrator, path, seed=None):
-    """A SavedModel serving the predictive summaries and the calibrator's extra fields, as tfp_uq.export will."""
-    gaussian = prediction._has_gaussian_head(model)
-
-    def serve(x):
-        samples = prediction.forward_samples(model, [x], 1)
-        if calibrator.task == "classification":
-            fields = _summaries.classification(samples)
-        else:
-            fields = _summaries.regression(samples, gaussian)
-        noise_seed = None if seed is None else tf.constant([seed, 0], "int32")
-        return {**fields, **calibrator.extra_fields(fields, seed=noise_seed)}
-
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    spec = [tf.TensorSpec((None,) + tuple(model.inputs[0].shape[1:]), "float32")]
-    # XLA tracing is tested in-process (test_extra_fields_trace_under_xla_and_equal_apply); here it would only add
-    # compile time to both processes.
-    archive.add_endpoint("serve", tf.function(serve, input_signature=spec, autograph=False))
-    archive.write_out(str(path), verbose=False)
-    return str(path)
+def test_tfp_uq_predict_of_a_calibrator_gives_its_intervals():
+    x = RNG.normal(size=(50, 3)).astype("float32")
+    model = keras.Sequential([keras.Input((3,)), layers.DenseFlipout(2, seed=1), layers.GaussianHead()])
+    calibrator = conformal.calibrate(model, x[:40], RNG.normal(size=(40, 1)), coverage=0.8, num_samples=16)
+    direct = tfp_uq.predict(calibrator, x[40:], num_samples=16, seed=2)
+    np.testing.assert_allclose(direct.upper, calibrator.predict(x[40:], seed=2).upper, rtol=1e-6)
+    randomized = conformal.calibrate(
+        keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, activation="softmax")]),
+        x[:40],
+        RNG.integers(0, 3, 40),
+        score="aps",
+    )
+    with pytest.raises(ValueError, match=r"seed: APS\(randomized=True\) is randomized.*calibrator.predict"):
+        tfp_uq.predict(randomized, x[40:])
 
 
 def test_a_saved_model_serves_the_same_intervals_and_sets_without_tfp_uq(tmp_path):
@@ -153,10 +158,15 @@ def test_a_saved_model_serves_the_same_intervals_and_sets_without_tfp_uq(tmp_pat
     y = RNG.normal(size=(80, 1))
     interval_calibrator = conformal.calibrate(regressor, x[:60], y[:60], coverage=0.9, score="normalized")
     classifier = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="softmax")])
-    set_calibrator = conformal.calibrate(classifier, x[:60], RNG.integers(0, 4, 60), coverage=0.8, score="aps")
+    score = conformal.RAPS(k_reg=1, lambda_=0.05, randomized=False)
+    set_calibrator = conformal.calibrate(
+        classifier, x[:60], RNG.integers(0, 4, 60), coverage=0.8, score=score, groups="class"
+    )
+    # XLA tracing is tested in-process (test_extra_fields_trace_under_xla_and_equal_apply); here it would only
+    # add compile time to both processes.
     paths = [
-        _export(regressor, interval_calibrator, tmp_path / "regressor"),
-        _export(classifier, set_calibrator, tmp_path / "classifier", seed=9),
+        tfp_uq.export(c, tmp_path / name, jit_compile=False)
+        for c, name in ((interval_calibrator, "regressor"), (set_calibrator, "classifier"))
     ]
     np.save(tmp_path / "x.npy", x[60:])
     completed = subprocess.run(
@@ -174,16 +184,16 @@ def test_a_saved_model_serves_the_same_intervals_and_sets_without_tfp_uq(tmp_pat
     expected = interval_calibrator.predict(x[60:])
     np.testing.assert_allclose(intervals["lower"], expected.lower, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(intervals["upper"], expected.upper, rtol=1e-5, atol=1e-5)
-    expected = set_calibrator.predict(x[60:], seed=9)
+    expected = set_calibrator.predict(x[60:])
     np.testing.assert_array_equal(sets["prediction_set"], expected.prediction_set)
     np.testing.assert_array_equal(sets["set_size"], expected.set_size)
 
 
-class _StandInPosterior:
+class _StandInPosterior(Posterior):
     """The posterior protocol with recognisable answers, to see the calibrator forward it."""
 
-    model = "the model"
     deterministic = True
+    random_samples = False
     max_samples_per_call = 4
 
     def sample_outputs(self, inputs, num_samples, seed):
@@ -192,20 +202,31 @@ class _StandInPosterior:
     def resolve_num_samples(self, requested):
         return 5
 
-    def output_kinds(self, from_logits):
-        return ["kind", from_logits]
+    def output_kinds(self, count):
+        return ["kind"] * count
+
+    def resolve_from_logits(self, from_logits):
+        return "logits?"
 
     def exact_fields(self, inputs):
         return [{"mean": inputs}]
 
+    def fresh_seed(self):
+        return "fresh"
+
 
 def test_the_calibrator_forwards_the_posterior_protocol_to_its_predictor():
-    calibrator = conformal.ConformalCalibrator(_StandInPosterior(), "lac", 0.9, [0.5])
-    assert calibrator.model == "the model" and calibrator.deterministic and calibrator.max_samples_per_call == 4
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    calibrator = conformal.ConformalCalibrator(_StandInPosterior(model), "absolute", 0.9, [[0.5]])
+    assert calibrator.model is model and calibrator.deterministic and not calibrator.random_samples
+    assert calibrator.max_samples_per_call == 4 and calibrator.input_tensors == model.inputs
     assert calibrator.sample_outputs("x", 3, "seed") == ("samples", "x", 3, "seed")
     assert calibrator.resolve_num_samples(100) == 5
-    assert calibrator.output_kinds(True) == ["kind", True]
+    assert calibrator.output_kinds(2) == ["kind", "kind"]
+    assert calibrator.resolve_from_logits(None) == "logits?" and calibrator.fresh_seed() == "fresh"
     assert calibrator.exact_fields("x") == [{"mean": "x"}]
+    # A predictor without closed-form fields: none for the one output (predict and export then add nothing).
+    assert conformal.ConformalCalibrator(model, "absolute", 0.9, [[0.5]]).exact_fields("x") == [{}]
 
 
 @pytest.fixture(scope="module")
@@ -244,11 +265,18 @@ def test_nan_predictions_and_targets_are_refused():
     x, y = RNG.normal(size=(20, 2)).astype("float32"), RNG.normal(size=(20, 1))
     with pytest.raises(ValueError, match="y_cal must be finite"):
         conformal.calibrate(model, x, np.where(np.arange(20)[:, None] == 3, np.nan, y))
-    model.layers[0].kernel.assign(np.full((2, 1), np.nan, "float32"))
     with pytest.raises(
-        ValueError, match=r"predictor: the predictions on x_cal are not finite \(NaN or inf in 'mean'\)"
+        ValueError, match=r"predictor: the predictions on x_cal are not finite \(NaN or inf\) in rows 3 "
     ):
+        conformal.calibrate(model, np.where(np.arange(20)[:, None] == 3, np.nan, x), y)
+    model.layers[0].kernel.assign(np.full((2, 1), np.nan, "float32"))
+    with pytest.raises(ValueError, match=r"predictor: the predictions on x_cal are not finite.*\(20 of 20\)"):
         conformal.calibrate(model, x, y)
+    nan_result = prediction.PredictionResult(task="regression", mean=np.full((20, 1), np.nan), num_samples=1)
+    with pytest.raises(
+        ValueError, match=r"result_cal: the predictions on x_cal are not finite \(NaN or inf in 'mean'\)"
+    ):
+        conformal.ConformalCalibrator.from_predictions(nan_result, y)
 
 
 def test_scores_that_do_not_fit_the_predictor_are_refused(classifier_data):
@@ -262,7 +290,7 @@ def test_scores_that_do_not_fit_the_predictor_are_refused(classifier_data):
         conformal.calibrate(point, x, RNG.normal(size=(30, 1)), score="cqr")
     with pytest.raises(ValueError, match="groups='class'.*needs a classifier"):
         conformal.calibrate(point, x, RNG.normal(size=(30, 1)), groups="class")
-    with pytest.raises(TypeError, match="predictor must be a keras.Model"):
+    with pytest.raises(TypeError, match="predictor: expected a keras.Model or a tfp_uq.posterior.Posterior"):
         conformal.calibrate("model", x, y)
 
 

@@ -173,7 +173,7 @@ def test_group_thresholds_are_picked_per_input_and_unknown_indices_give_everythi
     result = calibrator.apply(_regression([[0.0], [0.0], [10.0]]), groups=["b", "a", "a"])
     np.testing.assert_allclose(result.upper, [[3.0], [1.0], [11.0]])
     fields = {"mean": ops.convert_to_tensor([[0.0], [0.0]])}
-    out = calibrator.extra_fields(fields, groups=ops.convert_to_tensor([1, 5]))
+    out = calibrator.extra_fields(fields, "regression", groups=ops.convert_to_tensor([1, 5]))
     np.testing.assert_allclose(ops.convert_to_numpy(out["upper"]), [[3.0], [np.inf]])
 
 

@@ -11,8 +11,9 @@ from keras import ops
 from tfp_uq import _random, _validation, prediction
 from tfp_uq.conformal import quantile as _quantile
 from tfp_uq.conformal import scores as _scores
+from tfp_uq.posterior import Posterior, as_posterior
 
-__all__ = ["ConformalCalibrator", "ConformalResult", "calibrate"]
+__all__ = ["ConformalCalibrator", "calibrate"]
 
 FORMAT = "tfp_uq.conformal/1"
 # Sub-streams of a call's [2] seed for the randomized scores' uniform draws:
@@ -26,47 +27,32 @@ _TIE_TOLERANCE = 1e-6
 _SUMMARY_FIELDS = ("mean", "probs", "variance", "aleatoric_variance", "epistemic_variance")
 
 
-@dataclasses.dataclass
-class ConformalResult(prediction.PredictionResult):
-    """A `PredictionResult` with conformal intervals (regression) or sets (classification).
+def _posterior(predictor):
+    try:
+        return as_posterior(predictor)
+    except TypeError as error:
+        raise TypeError(f"predictor: {error}") from None
 
-    Attributes:
-        lower, upper: regression: the interval per input (and target), shaped
-            like the targets; -inf / inf for an input of a group that had no
-            calibration points.
-        prediction_set: classification: boolean `(n, num_classes)`, True for
-            the classes in the set.
-        set_size: classification: the number of classes in each set, `(n,)`.
+
+def _predictive(posterior, x, num_samples, seed, predict_kwargs, inputs):
+    """The `PredictionResult` of `posterior` on `x`, checked to be of one output and finite.
+
+    `inputs` names `x` in errors.
     """
-
-    lower: np.ndarray = None
-    upper: np.ndarray = None
-    prediction_set: np.ndarray = None
-    set_size: np.ndarray = None
-
-
-def _check_predictor(predictor):
-    from tfp_uq.inference import PosteriorSamples
-
-    if not isinstance(predictor, (keras.Model, PosteriorSamples)) and not hasattr(predictor, "sample_outputs"):
-        raise TypeError(
-            "predictor must be a keras.Model, a DeepEnsemble, PosteriorSamples or another tfp_uq posterior, "
-            f"got {type(predictor).__name__}"
-        )
-
-
-def _predictive(predictor, x, num_samples, seed, predict_kwargs):
-    """The `PredictionResult` of `predictor` on `x` (HMC's `PosteriorSamples` uses all its draws)."""
-    from tfp_uq.inference import PosteriorSamples
-
-    if isinstance(predictor, PosteriorSamples):
-        result = predictor.predict(x, **predict_kwargs)
-    else:
-        result = prediction.predict(predictor, x, num_samples=num_samples, seed=seed, **predict_kwargs)
+    # Rows that are not finite are marked, not raised on, so that the error can name the arguments.
+    predict_kwargs = {"on_nonfinite": "refer", **predict_kwargs}
+    result = prediction.predict(posterior, x, num_samples=num_samples, seed=seed, **predict_kwargs)
     if not isinstance(result, prediction.PredictionResult):
         raise ValueError(
             "predictor has several outputs; conformal calibration takes one: calibrate "
             "keras.Model(model.inputs, output) for the output to cover"
+        )
+    if result.nonfinite is not None and result.nonfinite.any():
+        rows = np.flatnonzero(result.nonfinite)
+        shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+        raise ValueError(
+            f"predictor: the predictions on {inputs} are not finite (NaN or inf) in rows {shown} ({len(rows)} of "
+            f"{len(result.nonfinite)}): {inputs} holds NaN or infinite values there, or the weights diverged"
         )
     return result
 
@@ -83,15 +69,18 @@ def _fields(result, source, inputs):
 
 
 def _tensors(fields):
-    # float64 where the backend has it (JAX without x64 mode has not).
-    return {name: ops.convert_to_tensor(prediction._summary_input(value)) for name, value in fields.items()}
+    """NumPy summaries as tensors, float64 where the backend has it (not JAX without x64); tensors as they are."""
+    return {
+        name: ops.convert_to_tensor(prediction._summary_input(value)) if isinstance(value, np.ndarray) else value
+        for name, value in fields.items()
+    }
 
 
 def _seed_tensor(seed):
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31 - 1))
-    # JAX's random keys are uint32; TensorFlow's stateless seeds int32.
-    dtype = "uint32" if keras.backend.backend() == "jax" else "int32"
+    # As tfp_uq.predict passes seeds to a posterior: int64 on TensorFlow, uint32 (JAX's keys) elsewhere.
+    dtype = "int64" if keras.backend.backend() == "tensorflow" else "uint32"
     return ops.convert_to_tensor([seed & 0x7FFFFFFF, 0], dtype=dtype)
 
 
@@ -215,7 +204,8 @@ def _fit(result, y_cal, coverage, score, groups, seed, source):
     return score, quantiles, labels, sizes
 
 
-class ConformalCalibrator:
+@keras.saving.register_keras_serializable(package="tfp_uq")
+class ConformalCalibrator(Posterior):
     """Intervals or sets with a finite-sample coverage guarantee, on top of any tfp_uq predictor.
 
     Split conformal prediction (Vovk et al. 2005; Lei et al. 2018): the
@@ -229,9 +219,17 @@ class ConformalCalibrator:
     within each group, or each class, so that the guarantee holds per group.
 
     Made by `calibrate`, `ConformalCalibrator.from_predictions` or `load`.
+    A `tfp_uq.posterior.Posterior` that samples as its predictor does and
+    adds the intervals or sets as `extra_fields`, so `tfp_uq.predict` and
+    `tfp_uq.export` give them too (for a calibrator that needs neither a
+    seed, as a randomized score does, nor group labels; `predict` takes
+    both). `tfp_uq.posterior.save(calibrator, folder)` writes it with its
+    predictor (model and posterior state); `save(path)` writes the
+    calibrated constants alone.
 
     Attributes:
         predictor: what predicts (None after `from_predictions`).
+        posterior: its `tfp_uq.posterior.Posterior` (None without predictor).
         score: the `tfp_uq.conformal.Score`.
         coverage: the promised coverage 1 - alpha.
         quantiles: the threshold per group: `(num_groups, ...)` for
@@ -255,9 +253,12 @@ class ConformalCalibrator:
         num_samples=100,
         predict_kwargs=None,
     ):
-        if predictor is not None:
-            _check_predictor(predictor)
         self.predictor = predictor
+        self.posterior = None if predictor is None else _posterior(predictor)
+        if self.posterior is None:
+            self.model = None  # made from predictions: apply() only
+        else:
+            super().__init__(self.posterior.model)
         self.score = _scores.get(score)
         self.coverage = _validation.open_unit_interval("coverage", coverage)
         self.quantiles = np.asarray(quantiles, dtype="float64")
@@ -298,7 +299,7 @@ class ConformalCalibrator:
         return cls(None, score, coverage, quantiles, labels, sizes)
 
     def predict(self, x, groups=None, seed=None):
-        """The predictive of `x` with conformal intervals or sets (a `ConformalResult`).
+        """The `PredictionResult` of `x` with its intervals (`lower`, `upper`) or sets (`prediction_set`, `set_size`).
 
         Args:
             x: inputs, as `tfp_uq.predict` takes them.
@@ -307,14 +308,14 @@ class ConformalCalibrator:
             seed: integer for reproducible Monte Carlo samples and, for a
                 randomized score, set noise; None draws fresh ones.
         """
-        if self.predictor is None:
+        if self.posterior is None:
             raise ValueError("this calibrator was made from predictions and has no predictor: use apply(result)")
         seed = _validation.optional_int("seed", seed)
-        result = _predictive(self.predictor, x, self.num_samples, seed, self.predict_kwargs)
+        result = _predictive(self.posterior, x, self.num_samples, seed, self.predict_kwargs, "x")
         return self._apply(result, groups, seed, "predictor", "x")
 
     def apply(self, result, groups=None, seed=None):
-        """Adds the intervals or sets to a `PredictionResult` of new inputs (a `ConformalResult`).
+        """The `PredictionResult` of new inputs with the intervals or sets added.
 
         Args as for `predict`; `seed` only draws a randomized score's noise.
         """
@@ -324,16 +325,14 @@ class ConformalCalibrator:
         fields = _fields(result, source, inputs)
         if result.task != self.task:
             raise ValueError(f"{source}: a {result.task} predictive, but the calibrator's score is for {self.task}")
-        tensors = _tensors(fields)
         index = self.group_index(groups, len(fields["mean"]))
         extra = self.extra_fields(
-            tensors,
+            fields,
+            self.task,
             seed=_seed_tensor(seed) if self.score.randomized else None,
             groups=None if index is None else ops.convert_to_tensor(index),
         )
-        extra = {name: np.asarray(ops.convert_to_numpy(value)) for name, value in extra.items()}
-        base = {field.name: getattr(result, field.name) for field in dataclasses.fields(prediction.PredictionResult)}
-        return ConformalResult(**base, **extra)
+        return dataclasses.replace(result, **{name: np.asarray(ops.convert_to_numpy(v)) for name, v in extra.items()})
 
     def group_index(self, groups, num_inputs=None):
         """Each input's group as an index into `self.groups` (int32), or None for a calibrator without groups.
@@ -376,7 +375,7 @@ class ConformalCalibrator:
         per_input = ops.take(table, ops.where((groups >= 0) & (groups < count), groups, count), axis=0)
         return ops.expand_dims(per_input, -1) if self.task == "classification" else per_input
 
-    def extra_fields(self, fields, kind=None, seed=None, groups=None):
+    def extra_fields(self, fields, kind, seed=None, groups=None):
         """The intervals or sets from the predictive summaries, in `keras.ops` (traceable, stateless).
 
         This is the posterior protocol's hook: `tfp_uq.predict` and
@@ -384,10 +383,11 @@ class ConformalCalibrator:
         signature.
 
         Args:
-            fields: dict of summary tensors, batch first: "mean" and
-                "variance" / "epistemic_variance" (regression), "probs"
-                (classification).
-            kind: the output's kind (not needed: the score fixes the task).
+            fields: dict of summary tensors (or NumPy arrays), batch first:
+                "mean" and "variance" / "epistemic_variance" (regression),
+                "probs" (classification).
+            kind: "classification" or "regression": the task of the
+                summaries, which must be the score's.
             seed: `[2]`-shaped int32 seed tensor; a randomized score draws
                 its per-input uniform noise from sub-stream
                 `_PREDICTION_NOISE_STREAM` of it. Ignored otherwise.
@@ -400,47 +400,63 @@ class ConformalCalibrator:
             `(n, num_classes)`), "set_size" (int32 `(n,)`)} for
             classification.
         """
+        if kind != self.task:
+            raise ValueError(f"kind: the summaries are of a {kind} output, but {self.score!r} is a {self.task} score")
+        if self.score.randomized and seed is None:
+            raise ValueError(
+                f"seed: {self.score!r} is randomized and needs a [2] seed tensor for its noise; calibrator.predict(x, "
+                "seed=...) passes one"
+            )
+        fields = _tensors(fields)
         if self.task == "regression":
             lower, upper = self.score.bounds(fields, self._thresholds(groups, fields["mean"].dtype))
             return {"lower": lower, "upper": upper}
         probs = fields["probs"]
         noise = None
         if self.score.randomized:
-            if seed is None:
-                raise ValueError(f"seed: {self.score!r} is randomized and needs a [2] seed tensor for its noise")
             noise = _noise(ops.shape(probs)[0], seed, _PREDICTION_NOISE_STREAM, probs.dtype)
         thresholds = self._thresholds(groups, probs.dtype)
         prediction_set = self.score.class_scores(probs, noise) <= thresholds + _TIE_TOLERANCE
         return {"prediction_set": prediction_set, "set_size": ops.sum(ops.cast(prediction_set, "int32"), axis=-1)}
 
-    # The rest of the posterior protocol forwards to the wrapped predictor.
-
-    @property
-    def model(self):
-        return getattr(self.predictor, "model", self.predictor)
+    # The rest of the posterior protocol is the wrapped predictor's: calibration changes no sample.
 
     @property
     def deterministic(self):
-        return getattr(self.predictor, "deterministic", False)
+        return self.posterior.deterministic
+
+    @property
+    def random_samples(self):
+        return self.posterior.random_samples
 
     @property
     def max_samples_per_call(self):
-        return getattr(self.predictor, "max_samples_per_call", None)
+        return self.posterior.max_samples_per_call
 
     def sample_outputs(self, inputs, num_samples, seed):
-        """The wrapped posterior's samples (conformal calibration changes no sample)."""
-        return self.predictor.sample_outputs(inputs, num_samples, seed)
+        return self.posterior.sample_outputs(inputs, num_samples, seed)
 
     def resolve_num_samples(self, requested):
-        resolve = getattr(self.predictor, "resolve_num_samples", None)
-        return requested if resolve is None else resolve(requested)
+        return self.posterior.resolve_num_samples(requested)
 
-    def output_kinds(self, from_logits):
-        return self.predictor.output_kinds(from_logits)
+    def output_kinds(self, count):
+        return self.posterior.output_kinds(count)
+
+    def resolve_from_logits(self, from_logits):
+        return self.posterior.resolve_from_logits(from_logits)
+
+    @property
+    def input_tensors(self):
+        return self.posterior.input_tensors
 
     def exact_fields(self, inputs):
-        exact = getattr(self.predictor, "exact_fields", None)
-        return None if exact is None else exact(inputs)
+        # The predictor's closed-form summaries, which calibration used too; for one without them,
+        # no field for the one output (None would tell predict and export that there are some).
+        exact = self.posterior.exact_fields(inputs)
+        return [{}] if exact is None else exact
+
+    def fresh_seed(self):
+        return self.posterior.fresh_seed()
 
     def get_config(self):
         """The calibrated constants as a JSON-serialisable dict (the predictor is not included)."""
@@ -456,7 +472,7 @@ class ConformalCalibrator:
         }
 
     def save(self, path):
-        """Writes the calibrated constants as JSON (not the predictor: save that with its own format)."""
+        """Writes the calibrated constants as JSON (not the predictor: `tfp_uq.posterior.save` writes both)."""
         with open(os.fspath(path), "w") as handle:
             json.dump(self.get_config(), handle, indent=1)
 
@@ -467,9 +483,34 @@ class ConformalCalibrator:
             config = json.load(handle)
         if config.get("format") != FORMAT:
             raise ValueError(f"path {os.fspath(path)!r} is not a tfp_uq conformal calibrator ({FORMAT})")
+        return cls._from_config(predictor, config)
+
+    @classmethod
+    def _from_config(cls, predictor, config):
+        config = dict(config)
         config.pop("format")
-        score = _scores.get(config.pop("score"))
-        return cls(predictor, score, **config)
+        return cls(predictor, _scores.get(config.pop("score")), **config)
+
+    def save_state(self, folder):
+        """The constants and the wrapped posterior's own state (`tfp_uq.posterior.save` writes the model)."""
+        if self.posterior is None:
+            raise ValueError("this calibrator was made from predictions and has no predictor: save(path) writes it")
+        name = keras.saving.get_registered_name(type(self.posterior))
+        if keras.saving.get_registered_object(name) is not type(self.posterior):
+            raise TypeError(
+                f"the calibrated {type(self.posterior).__name__} cannot be saved: register it with "
+                "@keras.saving.register_keras_serializable() so load() can find it"
+            )
+        return {
+            "posterior": {"class": name, "config": self.posterior.save_state(folder)},
+            "calibration": self.get_config(),
+        }
+
+    @classmethod
+    def from_state(cls, model, folder, config):
+        saved = config["posterior"]
+        posterior = keras.saving.get_registered_object(saved["class"]).from_state(model, folder, saved["config"])
+        return cls._from_config(posterior, config["calibration"])
 
 
 def calibrate(
@@ -522,7 +563,6 @@ def calibrate(
     coverage = _validation.open_unit_interval("coverage", coverage)
     seed = _validation.optional_int("seed", seed)
     num_samples = _validation.positive_int("num_samples", num_samples)
-    _check_predictor(predictor)
-    result = _predictive(predictor, x_cal, num_samples, seed, predict_kwargs)
+    result = _predictive(_posterior(predictor), x_cal, num_samples, seed, predict_kwargs, "x_cal")
     score, quantiles, labels, sizes = _fit(result, y_cal, coverage, score, groups, seed, "predictor")
     return ConformalCalibrator(predictor, score, coverage, quantiles, labels, sizes, num_samples, predict_kwargs)

@@ -39,7 +39,7 @@ STD_KINDS = ("total", "epistemic")
 _VARIANCE_FIELDS = {"total": "variance", "epistemic": "epistemic_variance"}
 
 
-class Score(abc.ABC):
+class Score:
     """A nonconformity score; subclasses say which task it serves.
 
     Attributes:
@@ -65,7 +65,7 @@ class Score(abc.ABC):
         return f"{type(self).__name__}({arguments})"
 
 
-class RegressionScore(Score):
+class RegressionScore(Score, abc.ABC):
     """A regression score s(x, y) and the interval {y : s(x, y) <= q} it gives."""
 
     task = "regression"
@@ -187,7 +187,7 @@ class CQR(RegressionScore):
         return fields["mean"][..., 0] - quantile, fields["mean"][..., 1] + quantile
 
 
-class ClassificationScore(Score):
+class ClassificationScore(Score, abc.ABC):
     """A classification score for every class, s(x, k), from the predictive probabilities."""
 
     task = "classification"
