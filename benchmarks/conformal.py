@@ -32,6 +32,8 @@ normalised 90% intervals) on at least three UCI sets.
 Run:  .venv/bin/python benchmarks/conformal.py ../shared/data/uci/concrete ../shared/data/uci/yacht
       TFP_UQ_UCI_DIR=../shared/data/uci .venv/bin/python benchmarks/conformal.py   (every set in it)
 Options: --splits 3  --epochs-multiplier 10  --methods plain,mc_dropout,flipout,ensemble,hmc  --no-digits
+Measured: --splits 3 --epochs-multiplier 2 --hmc-burnin 200 --hmc-results 100 on all four sets and digits took
+19 CPU minutes (42 minutes wall beside other jobs on 2 cores); HMC on yacht was 337 s of it.
 """
 
 import argparse
