@@ -228,3 +228,12 @@ def test_string_groups_from_an_object_array_and_constants_that_do_not_fit_their_
     assert calibrator.groups == ["x", "y"]
     with pytest.raises(ValueError, match="quantiles must have one row per group"):
         conformal.ConformalCalibrator(None, "absolute", 0.9, [[1.0]], groups=["a", "b"])
+
+
+def test_a_calibrator_made_from_predictions_only_applies():
+    import tfp_uq
+
+    calibrator = _fixed(conformal.LAC(), 0.5)
+    for call in (lambda: calibrator.predict(PROBS), lambda: tfp_uq.predict(calibrator, PROBS)):
+        with pytest.raises(ValueError, match="made from predictions and has no predictor: use apply"):
+            call()

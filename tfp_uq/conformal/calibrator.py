@@ -308,10 +308,8 @@ class ConformalCalibrator(Posterior):
             seed: integer for reproducible Monte Carlo samples and, for a
                 randomized score, set noise; None draws fresh ones.
         """
-        if self.posterior is None:
-            raise ValueError("this calibrator was made from predictions and has no predictor: use apply(result)")
         seed = _validation.optional_int("seed", seed)
-        result = _predictive(self.posterior, x, self.num_samples, seed, self.predict_kwargs, "x")
+        result = _predictive(self._wrapped, x, self.num_samples, seed, self.predict_kwargs, "x")
         return self._apply(result, groups, seed, "predictor", "x")
 
     def apply(self, result, groups=None, seed=None):
@@ -422,41 +420,47 @@ class ConformalCalibrator(Posterior):
     # The rest of the posterior protocol is the wrapped predictor's: calibration changes no sample.
 
     @property
+    def _wrapped(self):
+        if self.posterior is None:
+            raise ValueError("this calibrator was made from predictions and has no predictor: use apply(result)")
+        return self.posterior
+
+    @property
     def deterministic(self):
-        return self.posterior.deterministic
+        return self._wrapped.deterministic
 
     @property
     def random_samples(self):
-        return self.posterior.random_samples
+        return self._wrapped.random_samples
 
     @property
     def max_samples_per_call(self):
-        return self.posterior.max_samples_per_call
+        return self._wrapped.max_samples_per_call
 
     def sample_outputs(self, inputs, num_samples, seed):
-        return self.posterior.sample_outputs(inputs, num_samples, seed)
+        return self._wrapped.sample_outputs(inputs, num_samples, seed)
 
     def resolve_num_samples(self, requested):
-        return self.posterior.resolve_num_samples(requested)
+        return self._wrapped.resolve_num_samples(requested)
 
     def output_kinds(self, count):
-        return self.posterior.output_kinds(count)
+        return self._wrapped.output_kinds(count)
 
     def resolve_from_logits(self, from_logits):
-        return self.posterior.resolve_from_logits(from_logits)
+        return self._wrapped.resolve_from_logits(from_logits)
 
     @property
     def input_tensors(self):
-        return self.posterior.input_tensors
+        return self._wrapped.input_tensors
 
     def exact_fields(self, inputs):
         # The predictor's closed-form summaries, which calibration used too; for one without them,
         # no field for the one output (None would tell predict and export that there are some).
-        exact = self.posterior.exact_fields(inputs)
+        exact = self._wrapped.exact_fields(inputs)
         return [{}] if exact is None else exact
 
     def fresh_seed(self):
-        return self.posterior.fresh_seed()
+        return self._wrapped.fresh_seed()
 
     def get_config(self):
         """The calibrated constants as a JSON-serialisable dict (the predictor is not included)."""
