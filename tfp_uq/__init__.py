@@ -3,6 +3,7 @@
 from tfp_uq import (
     active_learning,
     callbacks,
+    conformal,
     ensembles,
     inference,
     layers,

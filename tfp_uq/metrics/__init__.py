@@ -14,6 +14,16 @@ from tfp_uq.metrics.classification import (
     negative_log_likelihood,
     reliability_table,
 )
+from tfp_uq.metrics.conformal import (
+    group_coverage,
+    in_interval,
+    in_set,
+    interval_coverage,
+    mean_set_size,
+    mean_width,
+    set_coverage,
+    size_stratified_coverage,
+)
 from tfp_uq.metrics.keras_metrics import BrierScore, ExpectedCalibrationError
 from tfp_uq.metrics.ranking import aupr, auroc
 from tfp_uq.metrics.regression import (
