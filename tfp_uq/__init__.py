@@ -35,6 +35,7 @@ __all__ = [
     "bayesian_layers",
     "bayesianize",
     "callbacks",
+    "conformal",
     "ensembles",
     "export",
     "inference",

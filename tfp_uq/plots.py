@@ -150,7 +150,9 @@ def coverage_vs_nominal(nominal, observed, num_test=None, labels=None, title="Co
     nominal = np.asarray(nominal, dtype="float64").ravel()
     observed = np.atleast_2d(np.asarray(observed, dtype="float64"))
     if observed.shape[1] != nominal.size:
-        raise ValueError(f"observed must have {nominal.size} coverages per method to match nominal, got {observed.shape}")
+        raise ValueError(
+            f"observed must have {nominal.size} coverages per method to match nominal, got {observed.shape}"
+        )
     labels = labels or [None] * len(observed)
     if len(labels) != len(observed):
         raise ValueError(f"labels must have one entry per method ({len(observed)}), got {len(labels)}")
@@ -162,7 +164,9 @@ def coverage_vs_nominal(nominal, observed, num_test=None, labels=None, title="Co
     if num_test is not None:
         grid = np.linspace(lo - margin, hi + margin, 100).clip(1e-6, 1 - 1e-6)
         band = 1.96 * np.sqrt(grid * (1 - grid) / _validation.positive_int("num_test", num_test))
-        axes.fill_between(grid, grid - band, grid + band, color="gray", alpha=0.25, label=f"95% band, {num_test} inputs")
+        axes.fill_between(
+            grid, grid - band, grid + band, color="gray", alpha=0.25, label=f"95% band, {num_test} inputs"
+        )
     for row, label in zip(observed, labels):
         axes.plot(nominal, row, "o-", label=label)
     axes.set(xlabel="nominal coverage", ylabel="observed coverage", title=title)
@@ -193,8 +197,9 @@ def set_size_histogram(prediction_set, title="Prediction set sizes", path=None):
     counts = np.bincount(sizes, minlength=num_classes + 1)
     figure = _figure()
     axes = figure.subplots()
-    axes.bar(np.arange(num_classes + 1), counts, color="tab:blue", edgecolor="black",
-             label=f"mean size = {sizes.mean():.2f}")
+    axes.bar(
+        np.arange(num_classes + 1), counts, color="tab:blue", edgecolor="black", label=f"mean size = {sizes.mean():.2f}"
+    )
     axes.set(xlabel="set size (classes)", ylabel="inputs", title=title, xticks=np.arange(num_classes + 1))
     axes.legend(loc="upper right")
     return _finish(figure, path)

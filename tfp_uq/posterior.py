@@ -114,6 +114,11 @@ class Posterior(abc.ABC):
         except (AttributeError, ValueError):
             return None
 
+    @property
+    def has_exact_fields(self):
+        """Whether `exact_fields` gives closed forms (a wrapper forwards its posterior's answer)."""
+        return type(self).exact_fields is not Posterior.exact_fields
+
     def exact_fields(self, inputs):
         """Closed-form summaries that replace the Monte Carlo ones, or None.
 
@@ -125,19 +130,21 @@ class Posterior(abc.ABC):
         del inputs
         return None
 
-    def extra_fields(self, fields, kind):
+    def extra_fields(self, fields, kind, seed):
         """Further per-input tensors computed from one output's summaries.
 
         Args:
             fields: the summary tensors of one output by `PredictionResult`
                 field name (batch first).
             kind: "classification" or "regression".
+            seed: a `[2]` seed tensor for any randomness (e.g. a randomized
+                conformal set), folded from the call's seed.
 
         Returns:
             A dict of tensors (keras.ops), added to the `PredictionResult` and
             to the serving signature (e.g. conformal `lower` and `upper`).
         """
-        del fields, kind
+        del fields, kind, seed
         return {}
 
     def fresh_seed(self):
@@ -168,6 +175,8 @@ class Posterior(abc.ABC):
 
 
 MODEL_FILE, POSTERIOR_FILE = "model.keras", "posterior.json"
+# What `extra_fields` draws from: the call's seed folded with this (never a layer index).
+EXTRA_FIELDS_STREAM = 2**31 - 1
 
 
 def save(posterior, folder):

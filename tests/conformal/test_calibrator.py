@@ -148,8 +148,10 @@ def test_tfp_uq_predict_of_a_calibrator_gives_its_intervals():
         RNG.integers(0, 3, 40),
         score="aps",
     )
-    with pytest.raises(ValueError, match=r"seed: APS\(randomized=True\) is randomized.*calibrator.predict"):
-        tfp_uq.predict(randomized, x[40:])
+    # tfp_uq.predict passes its seed on to the randomized sets: same seed, same sets.
+    first, again = (tfp_uq.predict(randomized, x[40:], seed=3) for _ in range(2))
+    np.testing.assert_array_equal(first.prediction_set, again.prediction_set)
+    np.testing.assert_array_equal(first.set_size, first.prediction_set.sum(-1))
 
 
 def test_a_saved_model_serves_the_same_intervals_and_sets_without_tfp_uq(tmp_path):
@@ -224,9 +226,9 @@ def test_the_calibrator_forwards_the_posterior_protocol_to_its_predictor():
     assert calibrator.resolve_num_samples(100) == 5
     assert calibrator.output_kinds(2) == ["kind", "kind"]
     assert calibrator.resolve_from_logits(None) == "logits?" and calibrator.fresh_seed() == "fresh"
-    assert calibrator.exact_fields("x") == [{"mean": "x"}]
-    # A predictor without closed-form fields: none for the one output (predict and export then add nothing).
-    assert conformal.ConformalCalibrator(model, "absolute", 0.9, [[0.5]]).exact_fields("x") == [{}]
+    assert calibrator.has_exact_fields and calibrator.exact_fields("x") == [{"mean": "x"}]
+    # A predictor without closed-form fields: the calibrator says it has none.
+    assert not conformal.ConformalCalibrator(model, "absolute", 0.9, [[0.5]]).has_exact_fields
 
 
 @pytest.fixture(scope="module")

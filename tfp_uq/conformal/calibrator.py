@@ -453,11 +453,13 @@ class ConformalCalibrator(Posterior):
     def input_tensors(self):
         return self._wrapped.input_tensors
 
+    @property
+    def has_exact_fields(self):
+        return self._wrapped.has_exact_fields
+
     def exact_fields(self, inputs):
-        # The predictor's closed-form summaries, which calibration used too; for one without them,
-        # no field for the one output (None would tell predict and export that there are some).
-        exact = self._wrapped.exact_fields(inputs)
-        return [{}] if exact is None else exact
+        # The predictor's closed-form summaries, which calibration used too.
+        return self._wrapped.exact_fields(inputs)
 
     def fresh_seed(self):
         return self._wrapped.fresh_seed()
