@@ -104,9 +104,14 @@ def _as_patterns(var_names):
     return tuple(var_names)
 
 
+def _read(variable):
+    """A variable's value, read once: a Keras variable used in several expressions is read at each."""
+    return ops.copy(variable)
+
+
 def _seed_dtype():
-    # tfp_uq._random's compiled kernels take int64 seeds; JAX's default integers are int32.
-    return "int64" if keras.backend.backend() == "tensorflow" else "int32"
+    # tfp_uq._random's compiled kernels take int64 seeds; JAX's random keys are uint32.
+    return "int64" if keras.backend.backend() == "tensorflow" else "uint32"
 
 
 @keras.saving.register_keras_serializable(package="tfp_uq")
@@ -270,72 +275,90 @@ class IVON(keras.optimizers.Optimizer):
         return ops.rsqrt(self.ess * (ops.convert_to_tensor(hessian) + self.delta))
 
     # ----------------------------------------------------------------- update
-    def _hessian_estimate(self, gradient, noise, hessian):
+    def _hessian_estimate(self, gradient, noise, shifted_hessian):
+        """h_hat of one sample; `shifted_hessian` is h + delta, the sample's precision / ess."""
         if self.hess_approx == "price":
-            return noise * gradient * (self.ess * (hessian + self.delta))
-        return self.ess * ops.square(gradient)
+            return (noise * gradient) * (shifted_hessian * self.ess)
+        return ops.square(gradient) * self.ess
 
-    def _noise_seed(self, index):
-        step = ops.cast(self.iterations, _seed_dtype())
+    def _new_hessian(self, hessian, shifted_hessian, estimate):
+        # beta2 h + (1 - beta2) h_hat + (1 - beta2)^2 / 2 (h - h_hat)^2 / (h + delta), in fewer operations.
+        difference = hessian - estimate
+        positivity = 0.5 * (1.0 - self.beta2) ** 2
+        return hessian + difference * (positivity * difference / shifted_hessian - (1.0 - self.beta2))
+
+    def _mean_step(self, momentum, mean, shifted_hessian, learning_rate, step):
+        """alpha clip((momentum / (1 - beta1^t) + delta m) / (h + delta)), the learning rates folded in first."""
+        dtype = mean.dtype
+        learning_rate = ops.cast(learning_rate, dtype)
+        if self.rescale_lr:
+            learning_rate = learning_rate * (self.hess_init + self.delta)
+        momentum_rate = learning_rate / (1.0 - ops.power(self.beta1, step)) if self.debias else learning_rate
+        numerator = momentum * momentum_rate
+        if self.delta:
+            numerator = numerator + mean * (learning_rate * self.delta)
+        mean_step = numerator / shifted_hessian
+        if self.clip_radius is not None:
+            bound = learning_rate * self.clip_radius
+            mean_step = ops.clip(mean_step, -bound, bound)
+        return mean_step
+
+    def _noise_seed(self, index, iterations):
+        step = ops.cast(iterations, _seed_dtype())
         base = ops.stack([ops.convert_to_tensor(self.seed % 2**31, _seed_dtype()), step])
         return _random.substream(base, index)
+
+    def _accumulate(self, index, gradient, estimate, calls):
+        """With mc_samples S > 1: whether this call updates, and the averages of the last S calls' terms."""
+        update = ops.equal(calls % self.mc_samples, 0)
+        averages = []
+        for sums, term in ((self._gradient_sums, gradient), (self._estimate_sums, estimate)):
+            if term is None:
+                averages.append(None)
+                continue
+            total = sums[index] + term
+            self.assign(sums[index], ops.where(update, ops.zeros_like(total), total))
+            averages.append(total / self.mc_samples)
+        return update, calls // self.mc_samples, averages[0], averages[1]
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
         dtype = variable.dtype
         gradient = ops.cast(gradient, dtype)
-        learning_rate = ops.cast(learning_rate, dtype)
-        if self.rescale_lr:
-            learning_rate = learning_rate * (self.hess_init + self.delta)
-        momentum, noise, hessian = self._momentums[index], self._noises[index], self._hessians[index]
-        value = ops.convert_to_tensor(variable)
-        mean = value if noise is None else value - noise
-        estimate = None if noise is None else self._hessian_estimate(gradient, noise, hessian)
+        momentum_slot, noise_slot, hessian_slot = self._momentums[index], self._noises[index], self._hessians[index]
+        value, momentum, iterations = _read(variable), _read(momentum_slot), _read(self.iterations)
+        if noise_slot is None:
+            mean, hessian, estimate, shifted = value, None, None, self.hess_init + self.delta
+        else:
+            noise, hessian = _read(noise_slot), _read(hessian_slot)
+            mean, shifted = value - noise, hessian + self.delta
+            estimate = self._hessian_estimate(gradient, noise, shifted)
 
         if self.mc_samples == 1:
-            update, step = None, ops.cast(self.iterations + 1, dtype)
+            update, step = None, iterations + 1
         else:
-            calls = self.iterations + 1
-            update = ops.equal(calls % self.mc_samples, 0)
-            step = ops.cast(calls // self.mc_samples, dtype)
-            gradient_sum = self._gradient_sums[index] + gradient
-            gradient = gradient_sum / self.mc_samples
-            self.assign(self._gradient_sums[index], ops.where(update, ops.zeros_like(gradient_sum), gradient_sum))
-            if estimate is not None:
-                estimate_sum = self._estimate_sums[index] + estimate
-                estimate = estimate_sum / self.mc_samples
-                self.assign(self._estimate_sums[index], ops.where(update, ops.zeros_like(estimate_sum), estimate_sum))
-
+            update, step, gradient, estimate = self._accumulate(index, gradient, estimate, iterations + 1)
         new_momentum = self.beta1 * momentum + (1.0 - self.beta1) * gradient
-        if hessian is None:
-            new_hessian = self.hess_init
-        else:
-            difference = hessian - estimate
-            new_hessian = (
-                self.beta2 * hessian
-                + (1.0 - self.beta2) * estimate
-                + 0.5 * (1.0 - self.beta2) ** 2 * ops.square(difference) / (hessian + self.delta)
-            )
-        debiased = new_momentum / (1.0 - ops.power(self.beta1, step)) if self.debias else new_momentum
-        direction = (debiased + self.delta * mean) / (new_hessian + self.delta)
-        if self.clip_radius is not None:
-            direction = ops.clip(direction, -self.clip_radius, self.clip_radius)
-        new_mean = mean - learning_rate * direction
+        if hessian is not None:
+            new_hessian = self._new_hessian(hessian, shifted, estimate)
+            shifted = new_hessian + self.delta
+        new_mean = mean - self._mean_step(new_momentum, mean, shifted, learning_rate, ops.cast(step, dtype))
         if update is not None:  # between updates only the sample changes
             new_momentum = ops.where(update, new_momentum, momentum)
             new_mean = ops.where(update, new_mean, mean)
             if hessian is not None:
                 new_hessian = ops.where(update, new_hessian, hessian)
+                shifted = new_hessian + self.delta
 
-        self.assign(momentum, new_momentum)
-        if noise is None:
+        self.assign(momentum_slot, new_momentum)
+        if noise_slot is None:
             self.assign(variable, new_mean)
             return
-        self.assign(hessian, new_hessian)
+        self.assign(hessian_slot, new_hessian)
         # training=True: outside XLA, tfp_uq's compiled kernels draw the same numbers faster.
-        eps = _random.normal(tuple(variable.shape), self._noise_seed(index), dtype, training=True)
-        new_noise = eps * ops.rsqrt(self.ess * (new_hessian + self.delta))
-        self.assign(noise, new_noise)
+        eps = _random.normal(tuple(variable.shape), self._noise_seed(index, iterations), dtype, training=True)
+        new_noise = eps * ops.rsqrt(shifted * self.ess)
+        self.assign(noise_slot, new_noise)
         self.assign(variable, new_mean + new_noise)
 
     def finalize_variable_values(self, var_list):
@@ -455,7 +478,7 @@ class IVONPosterior(_PosteriorProtocol):
     def sample_outputs(self, inputs, num_samples, seed):
         """`(num_samples, batch, ...)` outputs, one weight draw per sample (see the class docstring)."""
         num_samples = _validation.positive_int("num_samples", num_samples)
-        seed = ops.convert_to_tensor(seed)
+        seed = ops.cast(seed, _seed_dtype())
         weights = [self.optimizer.posterior_mean(v) for v in self.model.trainable_variables]
         drawn = {}
         for index, variable in enumerate(self.model.trainable_variables):
