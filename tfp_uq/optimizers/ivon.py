@@ -182,8 +182,6 @@ class IVON(keras.optimizers.Optimizer):
             if kwargs.get(option):
                 raise ValueError(f"{option}={kwargs[option]!r} is not supported by IVON: {reason}")
             kwargs.pop(option, None)
-        if kwargs.get("weight_decay") is not None:
-            raise ValueError("weight_decay is given twice")
         # Keras's decoupled weight decay stays off (its `weight_decay` is None): IVON's delta is in its step.
         super().__init__(learning_rate=_as_learning_rate(learning_rate), weight_decay=None, name=name, **kwargs)
         self.ess = _validation.positive("ess", ess)
