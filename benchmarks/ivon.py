@@ -84,21 +84,10 @@ def parse_args():
 
 # ---------------------------------------------------------------- IVON's settings per task
 def ivon_optimizer(task, num_train, total_steps):
-    """IVON with the task's documented settings (see the module docstring)."""
-    import keras
+    """IVON with the task's documented settings (`tfp_uq._recipes.ivon_optimizer`)."""
+    from tfp_uq import _recipes
 
-    from tfp_uq.optimizers import IVON
-
-    if task == "classification":
-        return IVON(learning_rate=0.2, ess=num_train, hess_init=0.5, weight_decay=2e-4)
-    return IVON(
-        learning_rate=keras.optimizers.schedules.CosineDecay(0.05, total_steps),
-        ess=num_train,
-        hess_init=1.0,
-        beta2=0.9995,
-        weight_decay=5e-3,
-        clip_radius=0.1,
-    )
+    return _recipes.ivon_optimizer(task, num_train, None if task == "classification" else total_steps)
 
 
 def posterior_samples(posterior, x, num_samples, seed, batch_size=512):

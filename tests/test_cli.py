@@ -175,3 +175,15 @@ def test_fit_with_coverage_writes_conformal_intervals_that_cover(tmp_path, capsy
     with pytest.raises(SystemExit):
         cli.main(["fit", "--csv", csv, "--target", "y", "--task", "regression", "--coverage", "1.5"])
     assert "--coverage must be in (0, 1)" in capsys.readouterr().err
+
+
+def test_fit_with_ivon_saves_the_learned_posterior(iris_csv, tmp_path, capsys):
+    import json
+
+    out = str(tmp_path / "model")
+    args = ["fit", "--csv", iris_csv, "--target", "species", "--task", "classification", "--method", "ivon"]
+    assert cli.main(args + ["--epochs", "30", "--output", out, "--quiet"]) == 0
+    assert json.load(open(f"{out}/posterior.json"))["class"] == "tfp_uq>IVONPosterior"
+    assert cli.main(["evaluate", out, "--csv", iris_csv]) == 0
+    accuracy = float(capsys.readouterr().out.split("accuracy")[-1].split()[0])
+    assert accuracy > 0.8

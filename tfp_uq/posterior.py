@@ -296,7 +296,9 @@ def as_posterior(source):
     """The `Posterior` of what a user passes: a `Posterior` itself, or a Keras model.
 
     A Keras model that is a kind of posterior of its own (`DeepEnsemble`)
-    says so by defining `as_posterior()`; any other model is a
+    says so by defining `as_posterior()`; a model trained by an optimizer
+    that learns a posterior over its weights (`tfp_uq.optimizers.IVON`)
+    gets that optimizer's `posterior(model)`; any other model is a
     `ModelPosterior`.
 
     Raises:
@@ -306,7 +308,15 @@ def as_posterior(source):
         return source
     if isinstance(source, keras.Model):
         own = getattr(source, "as_posterior", None)
-        return own() if callable(own) else ModelPosterior(source)
+        if callable(own):
+            return own()
+        # An optimizer that learns a posterior over the weights it trains (IVON) gives it.
+        optimizer = getattr(source, "optimizer", None)
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
+        learned = getattr(optimizer, "posterior", None)
+        if callable(learned) and getattr(optimizer, "built", False):
+            return learned(source)
+        return ModelPosterior(source)
     raise TypeError(
         "expected a keras.Model or a tfp_uq.posterior.Posterior (DeepEnsemble, PosteriorSamples, a Laplace or "
         f"IVON posterior, a conformal calibrator), got {type(source).__name__}"

@@ -463,23 +463,18 @@ def test_posterior_saves_and_loads_as_a_keras_file(tmp_path):
     )
 
 
-@pytest.mark.slow
-def test_posterior_serves_from_a_savedmodel_without_tfp_uq(tmp_path):
+def test_a_model_trained_with_ivon_predicts_exports_and_saves_as_its_posterior(tmp_path):
     model, optimizer = _linear_model_with_hand_set_posterior()
-    posterior = optimizer.posterior(model)
-    seed = tf.constant([7, 8], "int64")
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        "serve",
-        tf.function(lambda x: {"samples": posterior.sample_outputs(x, 16, seed)}, jit_compile=True),
-        input_signature=[tf.TensorSpec((None, 3), "float32")],
-    )
-    archive.write_out(str(tmp_path / "served"), verbose=False)
-    x = X[:6, :3]
+    posterior = tfp_uq.posterior.as_posterior(model)  # its optimizer learned a posterior: that one
+    assert isinstance(posterior, IVONPosterior) and posterior.optimizer is optimizer
+    x = np.array([[1.0, 0.0, 0.0], [1.0, -2.0, 0.5], [0.0, 0.0, 0.0]], "float32")
+    result = tfp_uq.predict(model, x, num_samples=4000, seed=0, task="regression")
+    variances = 1.0 / (20.0 * (np.array([0.3, 1.5, 9.5]) + 0.5))
+    np.testing.assert_allclose(result.epistemic_variance[:, 0], x**2 @ variances + 0.01, rtol=0.1)
+    path = tfp_uq.export(model, tmp_path / "served", num_samples=4000, seed=0, task="regression")
     np.save(tmp_path / "x.npy", x)
     completed = subprocess.run(
-        [sys.executable, os.path.join(SCRIPTS, "serve_export.py"), str(tmp_path / "served"), str(tmp_path / "x.npy")],
+        [sys.executable, os.path.join(SCRIPTS, "serve_export.py"), str(path), str(tmp_path / "x.npy")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -489,7 +484,15 @@ def test_posterior_serves_from_a_savedmodel_without_tfp_uq(tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     served = json.loads(completed.stdout.strip().splitlines()[-1])
     assert not served["tfp_uq_imported"]
-    np.testing.assert_allclose(served["outputs"]["samples"], posterior.sample_outputs(x, 16, seed).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.square(served["outputs"]["epistemic_std"])[:, 0], result.epistemic_variance[:, 0], rtol=1e-3
+    )
+    tfp_uq.posterior.save(model, tmp_path / "saved")
+    loaded = tfp_uq.posterior.load(tmp_path / "saved")
+    assert isinstance(loaded, IVONPosterior)
+    np.testing.assert_array_equal(
+        tfp_uq.predict(loaded, x, num_samples=16, seed=1).mean, tfp_uq.predict(model, x, num_samples=16, seed=1).mean
+    )
 
 
 def test_posterior_needs_the_optimizer_of_the_model():

@@ -68,7 +68,6 @@ adapters (e.g. `var_names=["lora_a$", "lora_b$"]` on a model from
 `tfp_uq.bayesianize(model, method="lora")`, deterministic, kl_weight 0).
 """
 
-import collections
 import random
 import re
 
@@ -76,7 +75,7 @@ import keras
 from keras import ops
 
 from tfp_uq import _random, _validation
-from tfp_uq import prediction as _prediction
+from tfp_uq.posterior import Posterior
 
 __all__ = ["IVON", "IVONPosterior"]
 
@@ -410,38 +409,8 @@ def _ivon_of(optimizer):
     return inner if isinstance(inner, IVON) else None
 
 
-_OutputKind = collections.namedtuple("_OutputKind", ["gaussian", "classifier"])
-
-
-class _PosteriorProtocol:
-    """Stand-in for `tfp_uq.posterior.Posterior` until it lands: the defaults of the protocol."""
-
-    deterministic = False
-    max_samples_per_call = None
-
-    def __init__(self, model):
-        if not isinstance(model, keras.Model):
-            raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
-        self.model = model
-
-    def resolve_num_samples(self, requested):
-        return requested
-
-    def output_kinds(self, from_logits):
-        """One output's kind: a GaussianHead's, a classifier's (the task rule of `tfp_uq.predict`)."""
-        classifier = _prediction.output_task(self.model, from_logits) == "classification"
-        return [_OutputKind(_prediction._has_gaussian_head(self.model), classifier)]
-
-    def exact_fields(self, inputs):
-        del inputs
-        return None
-
-    def extra_fields(self, fields, kind):
-        del fields, kind
-        return {}
-
-
-class IVONPosterior(_PosteriorProtocol):
+@keras.saving.register_keras_serializable(package="tfp_uq")
+class IVONPosterior(Posterior):
     """IVON's posterior over a model's weights: a predictive source of the posterior protocol.
 
     Each Monte Carlo sample draws every variational weight from N(m, 1 /
@@ -486,7 +455,8 @@ class IVONPosterior(_PosteriorProtocol):
         for index, variable in enumerate(self.model.trainable_variables):
             std = self.optimizer.posterior_std(variable)
             if std is not None:
-                eps = _random.normal((num_samples,) + tuple(variable.shape), _random.substream(seed, index))
+                stream = _random.substream(seed, _random.stream(_random.Stream.WEIGHT, index))
+                eps = _random.normal((num_samples,) + tuple(variable.shape), stream)
                 drawn[index] = weights[index] + ops.cast(std, eps.dtype) * eps
         non_trainable = [ops.convert_to_tensor(v) for v in self.model.non_trainable_variables]
         positions = sorted(drawn)
@@ -510,6 +480,19 @@ class IVONPosterior(_PosteriorProtocol):
                 "(model.compile(optimizer=...)) before saving"
             )
         self.model.save(path)
+
+    def save_state(self, folder):
+        # The model.keras that tfp_uq.posterior.save writes holds the optimizer's state too.
+        if _ivon_of(getattr(self.model, "optimizer", None)) is not self.optimizer:
+            raise ValueError("tfp_uq.posterior.save: compile the model with this IVON optimizer before saving")
+        return {}
+
+    @classmethod
+    def from_state(cls, model, folder, config):
+        optimizer = _ivon_of(getattr(model, "optimizer", None))
+        if optimizer is None:
+            raise ValueError(f"the model in {folder!r} was not compiled with tfp_uq.optimizers.IVON")
+        return cls(model, optimizer)
 
     @classmethod
     def load(cls, path):
