@@ -98,6 +98,27 @@ def _signature(batch):
     return keras.tree.map_structure(lambda x: tf.TensorSpec((None,) + x.shape[1:], x.dtype), batch)
 
 
+def _jax_jit(owner, function):
+    """`function(posterior, *args)` under `jax.jit`, with the model's variables passed in rather than baked in.
+
+    Traced as a pure function of the variables' current values (bound by a
+    `keras.StatelessScope`), so one compiled function serves every later
+    value of the weights, as a `tf.function` reads its variables at run time.
+    """
+    import jax
+
+    @jax.jit
+    def pure(values, *args):
+        posterior = as_posterior(owner())
+        with keras.StatelessScope(state_mapping=list(zip(posterior.model.variables, values))):
+            return function(posterior, *args)
+
+    def run(*args):
+        return pure([variable.value for variable in as_posterior(owner()).model.variables], *args)
+
+    return run
+
+
 def _compiled(posterior, name, jit_compile, signature, function):
     """`function(posterior, *args)` compiled once per posterior (cached on its `cache_owner`)."""
     key = (name, type(posterior).__name__, jit_compile, str(signature))
@@ -106,6 +127,8 @@ def _compiled(posterior, name, jit_compile, signature, function):
         def run(*args):
             return function(as_posterior(owner()), *args)
 
+        if keras.backend.backend() == "jax" and jit_compile:
+            return _jax_jit(owner, function)
         if keras.backend.backend() != "tensorflow":
             return run
         import tensorflow as tf
@@ -268,6 +291,7 @@ def predict(
             number kernels made this 1.3x slower (measured: 100 samples x
             10,000 inputs of a 784-256-10 Flipout MLP, 3.2 s vs 2.6 s). Off
             for models whose variables are mirrored over several devices.
+            On JAX, None means `jax.jit` (False: op by op).
         on_nonfinite: what to do with inputs holding NaN or infinite values,
             and with inputs whose outputs are not finite (diverged weights):
             "raise" (default) a ValueError naming the rows; "refer": their
