@@ -67,8 +67,8 @@ def test_two_workers_on_localhost_agree():
 def test_jax_data_and_model_parallel_match_one_device():
     pytest.importorskip("jax", reason="the test extra installs jax")
     script = os.path.join(os.path.dirname(__file__), "_scripts", "jax_distributed.py")
-    layers = ["DenseFlipout", "DenseReparameterization", "DenseLocalReparameterization"]
-    runs = [f"{mode}:{layer}" for layer in layers for mode in ("single", "data")] + ["model:DenseFlipout"]
+    # Flipout: the layer whose draws are per example (its signs), so the one a split batch could change.
+    runs = ["single:DenseFlipout", "data:DenseFlipout", "model:DenseFlipout"]
     completed = subprocess.run([sys.executable, script, *runs], capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stderr[-3000:]
     results = json.loads(completed.stdout.strip().splitlines()[-1])

@@ -1,13 +1,14 @@
 """Prediction with uncertainty from any predictive source, many Monte Carlo samples per pass."""
 
 import dataclasses
+import functools
 
 import keras
 import numpy as np
 
 from tfp_uq import _caches, _chunking, _inputs, _random, _summaries, _validation
 from tfp_uq import task as _task
-from tfp_uq.posterior import Posterior, as_posterior
+from tfp_uq.posterior import EXTRA_FIELDS_STREAM, Posterior, as_posterior
 
 __all__ = ["NONFINITE", "PredictionResult", "predict"]
 
@@ -99,42 +100,46 @@ def _signature(batch):
 
 
 def _jax_jit(owner, function):
-    """`function(posterior, *args)` under `jax.jit`, with the model's variables passed in rather than baked in.
+    """`function(posterior, *args)` under `jax.jit`, with the posterior's variables passed in rather than baked in.
 
     Traced as a pure function of the variables' current values (bound by a
     `keras.StatelessScope`), so one compiled function serves every later
-    value of the weights, as a `tf.function` reads its variables at run time.
+    value of the weights (and of an optimizer's posterior state), as a
+    `tf.function` reads its variables at run time.
     """
     import jax
 
     @jax.jit
     def pure(values, *args):
         posterior = as_posterior(owner())
-        with keras.StatelessScope(state_mapping=list(zip(posterior.model.variables, values))):
+        with keras.StatelessScope(state_mapping=list(zip(posterior.variables, values))):
             return function(posterior, *args)
 
     def run(*args):
-        return pure([variable.value for variable in as_posterior(owner()).model.variables], *args)
+        return pure([variable.value for variable in as_posterior(owner()).variables], *args)
 
     return run
 
 
-def _compiled(posterior, name, jit_compile, signature, function):
-    """`function(posterior, *args)` compiled once per posterior (cached on its `cache_owner`)."""
+def _run(owner, function, *args):
+    return function(as_posterior(owner()), *args)
+
+
+def _compiled(posterior, name, jit_compile, signature, function, takes_seed):
+    """`function(posterior, inputs[, seed])` compiled once per posterior (cached on its `cache_owner`)."""
     key = (name, type(posterior).__name__, jit_compile, str(signature))
 
     def make(owner):
-        def run(*args):
-            return function(as_posterior(owner()), *args)
-
         if keras.backend.backend() == "jax" and jit_compile:
             return _jax_jit(owner, function)
+        # A partial, not a closure: TensorFlow counts traces per code object, and one
+        # trace per model of many (a benchmark, a calibration loop) would read as retracing.
+        run = functools.partial(_run, owner, function)
         if keras.backend.backend() != "tensorflow":
             return run
         import tensorflow as tf
 
-        seed_spec = tf.TensorSpec((2,), "int64")
-        specs = [signature, seed_spec] if name.startswith("samples") else [signature]
+        specs = [signature, tf.TensorSpec((2,), "int64")] if takes_seed else [signature]
         return tf.function(run, jit_compile=jit_compile, input_signature=specs)
 
     return _caches.compiled(posterior.cache_owner, key, make)
@@ -147,6 +152,7 @@ def _sampler(posterior, num_samples, jit_compile, signature):
         jit_compile,
         signature,
         lambda p, inputs, seed: p.sample_outputs(inputs, num_samples, seed),
+        takes_seed=True,
     )
 
 
@@ -173,8 +179,10 @@ def _draw(posterior, arrays, keys, num_samples, batch_size, jit_compile, seed):
     signature = _signature(first) if keras.backend.backend() == "tensorflow" else None
     sampler = _sampler(posterior, per_call, jit_compile, signature)
     exact = None
-    if type(posterior).exact_fields is not Posterior.exact_fields:
-        exact = _compiled(posterior, "exact", jit_compile, signature, lambda p, inputs: p.exact_fields(inputs))
+    if posterior.has_exact_fields:
+        exact = _compiled(
+            posterior, "exact", jit_compile, signature, lambda p, inputs: p.exact_fields(inputs), takes_seed=False
+        )
     chunks, exact_chunks, call = [], [], 0
     structure = None
     for start in range(0, n, batch_size):
@@ -351,6 +359,9 @@ def predict(
 
     num_samples = posterior.resolve_num_samples(num_samples)
     outputs, structure, exact = _draw(posterior, arrays, keys, num_samples, batch_size, jit_compile, seed)
+    # A seed for the posterior's extra fields that moves no layer's stream.
+    base = Posterior.fresh_seed(posterior) if seed is None else _random.call_seed(seed, 0)
+    extra_seed = _random.fold_in(_seed_tensor(base), EXTRA_FIELDS_STREAM)
     kinds = posterior.output_kinds(len(outputs))
     results = []
     for index, (samples, kind) in enumerate(zip(outputs, kinds)):
@@ -370,7 +381,7 @@ def predict(
         )
         if on_nonfinite == "refer":
             fields = _mark_nonfinite(fields, nonfinite)
-        extra = _numpy(posterior.extra_fields(fields, name))
+        extra = _numpy(posterior.extra_fields(fields, name, extra_seed))
         unknown = set(extra) - _RESULT_FIELDS
         if unknown:
             raise TypeError(f"{type(posterior).__name__}.extra_fields returned unknown fields {sorted(unknown)}")

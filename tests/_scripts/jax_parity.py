@@ -3,7 +3,7 @@
 HMC (`sample_posterior` on a conjugate linear regression, `PosteriorSamples`
 predict, save and load, a run resumed from its checkpoint folder), `export`
 of a Flipout classifier and of the HMC draws (served later by the caller in a
-process without tfp_uq) and the `tfp-uq` command.
+process without tfp_uq) and the `tfp-uq` command (IVON, conformal sets).
 
 Run as a subprocess (the Keras backend is fixed when keras is imported).
 Usage: python jax_parity.py OUTPUT_DIR
@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from tensorflow_probability.substrates import numpy as tfp_numpy  # noqa: E402
 
 import tfp_uq  # noqa: E402
 from tfp_uq import cli  # noqa: E402
@@ -42,6 +43,9 @@ def _hmc(out):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, use_bias=False)])
     posterior = sample_posterior(model, x, y, progress=False, **HMC_OPTIONS)
     draws = posterior.samples[0].reshape(-1, 3)
+    # The ESS of each weight's squared deviation: what the variance estimate's error depends on.
+    squares = (posterior.samples[0].reshape(HMC_OPTIONS["num_results"], -1, 3) - draws.mean(0)) ** 2
+    square_ess = tfp_numpy.mcmc.effective_sample_size(squares, cross_chain_dims=1)
     result = posterior.predict(x[:5])
     posterior.save(os.path.join(out, "posterior.npz"))
     restored = PosteriorSamples.load(os.path.join(out, "posterior.npz"), model)
@@ -69,6 +73,7 @@ def _hmc(out):
         "y": y.tolist(),
         "draws_mean": draws.mean(0).tolist(),
         "draws_cov": np.cov(draws.T).tolist(),
+        "square_ess": np.asarray(square_ess).tolist(),
         "diagnostics": diagnostics,
         "predict_mean": result.mean.ravel().tolist(),
         "predict_epistemic": result.epistemic_variance.ravel().tolist(),
@@ -108,15 +113,22 @@ def _cli(out):
     folder = os.path.join(out, "cli_model")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        fit = cli.main(["fit", "--csv", csv, "--target", "species", "--task", "classification", "--epochs", "40",
-                        "--samples", "20", "--output", folder, "--quiet"])  # fmt: skip
-        evaluate = cli.main(["evaluate", folder, "--csv", csv, "--samples", "20"])
+        fit = cli.main(["fit", "--csv", csv, "--target", "species", "--task", "classification", "--method", "ivon",
+                        "--epochs", "30", "--samples", "10", "--coverage", "0.9", "--output", folder,
+                        "--quiet"])  # fmt: skip
+        evaluate = cli.main(["evaluate", folder, "--csv", csv, "--samples", "10", "--predictions",
+                             os.path.join(out, "predictions.csv")])  # fmt: skip
         native = cli.main(["build-native"])
+    table = printed.getvalue().rsplit("metrics on", 1)[1]
+    with open(os.path.join(out, "predictions.csv")) as handle:
+        header = handle.readline().strip().split(",")
     return {
         "fit": fit,
         "evaluate": evaluate,
         "build_native": native,
-        "accuracy": float(printed.getvalue().rsplit("accuracy", 1)[1].split()[0]),
+        "accuracy": float(table.split("accuracy", 1)[1].split()[0]),
+        "conformal_coverage": float(table.split("conformal_coverage", 1)[1].split()[0]),
+        "columns": header,
     }
 
 
