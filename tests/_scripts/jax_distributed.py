@@ -32,8 +32,9 @@ def _distribution(mode, devices):
         return keras.distribution.DataParallel(devices=devices)
     mesh = keras.distribution.DeviceMesh((1, 2), ("batch", "model"), devices)
     layout_map = keras.distribution.LayoutMap(mesh)
-    layout_map["hidden/kernel.*"] = (None, "model")
-    layout_map["hidden/bias.*"] = ("model",)
+    # Keys are regular expressions that must match a variable's whole path ("sequential/hidden/kernel_rho").
+    layout_map[".*/hidden/kernel(_rho)?"] = (None, "model")
+    layout_map[".*/hidden/bias(_rho)?"] = ("model",)
     return keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
 
 
@@ -62,6 +63,7 @@ def train(mode, layer_name, devices):
         for layer in tfp_uq.bayesian_layers(model)
     )
     hidden = model.get_layer("hidden")
+    rho = hidden.posteriors["kernel"].rho
     result = tfp_uq.predict(model, x[:16], num_samples=8, seed=3)
     keras.distribution.set_distribution(None)
     return {
@@ -71,7 +73,7 @@ def train(mode, layer_name, devices):
         "kernel": np.asarray(hidden.kernel).tolist(),
         "kernel_devices": len(hidden.kernel.value.sharding.device_set),
         "kernel_shard_shape": list(hidden.kernel.value.sharding.shard_shape(tuple(hidden.kernel.shape))),
-        "kernel_rho_shard_shape": list(hidden.kernel_rho.value.sharding.shard_shape(tuple(hidden.kernel_rho.shape))),
+        "kernel_rho_shard_shape": list(rho.value.sharding.shard_shape(tuple(rho.shape))),
         "probs": result.probs.tolist(),
     }
 
