@@ -1,4 +1,5 @@
-"""tf.distribute.MirroredStrategy on two logical CPUs matches one device."""
+"""tf.distribute.MirroredStrategy on two logical CPUs, and keras.distribution on two JAX CPU devices, match one
+device."""
 
 import json
 import os
@@ -60,3 +61,31 @@ def test_two_workers_on_localhost_agree():
     np.testing.assert_allclose(first["kernel"], second["kernel"], rtol=1e-6)
     np.testing.assert_allclose(first["scale"], second["scale"], rtol=1e-6)
     assert np.mean(first["losses"][-5:]) < np.mean(first["losses"][:5])
+
+
+@pytest.mark.slow
+def test_jax_data_and_model_parallel_match_one_device():
+    pytest.importorskip("jax", reason="the test extra installs jax")
+    script = os.path.join(os.path.dirname(__file__), "_scripts", "jax_distributed.py")
+    # Flipout: the layer whose draws are per example (its signs), so the one a split batch could change.
+    runs = ["single:DenseFlipout", "data:DenseFlipout", "model:DenseFlipout"]
+    completed = subprocess.run([sys.executable, script, *runs], capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    for run in runs:
+        mode, layer = run.split(":")
+        if mode == "single":
+            continue
+        one, many = results[f"single:{layer}"], results[run]
+        # One SPMD program over the global batch: the same draws (Flipout's per-example signs too), the KL added
+        # once per step, so the same losses and weights as on one device.
+        np.testing.assert_allclose(many["loss"], one["loss"], rtol=1e-5, err_msg=run)
+        np.testing.assert_allclose(many["accuracy"], one["accuracy"], err_msg=run)
+        np.testing.assert_allclose(many["weighted_kl"], one["weighted_kl"], rtol=1e-5, err_msg=run)
+        np.testing.assert_allclose(many["kernel"], one["kernel"], rtol=1e-5, atol=1e-6, err_msg=run)
+        np.testing.assert_allclose(many["probs"], one["probs"], rtol=1e-5, atol=1e-6, err_msg=run)
+        assert many["kernel_devices"] == 2
+    # DataParallel replicates the posterior; the LayoutMap splits the hidden kernel's mean and scale by column.
+    assert results["data:DenseFlipout"]["kernel_shard_shape"] == [5, 8]
+    assert results["model:DenseFlipout"]["kernel_shard_shape"] == [5, 4]
+    assert results["model:DenseFlipout"]["kernel_rho_shard_shape"] == [5, 4]

@@ -71,7 +71,18 @@ def _evaluation(model, prep, x, y, num_samples, seed, output_dir=None, tag="vali
 
 
 def _build_native(args):
+    import keras
+
     from tfp_uq import _native
+
+    if keras.backend.backend() != "tensorflow":
+        print(
+            "tfp-uq: error: build-native compiles TensorFlow kernels, which the Keras backend "
+            f"{keras.backend.backend()!r} does not use (its Bayesian layers draw with XLA-compiled code); "
+            "run it with KERAS_BACKEND=tensorflow",
+            file=sys.stderr,
+        )
+        return 1
 
     try:
         path = _native.build(compiler=args.compiler)

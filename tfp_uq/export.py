@@ -42,30 +42,47 @@ _OUTPUT_NAMES = {
 }
 
 
+def _is_float(tensor):
+    return keras.backend.is_float_dtype(keras.backend.standardize_dtype(tensor.dtype))
+
+
+def _per_row(mask, value):
+    """A `(batch,)` mask shaped to broadcast against `value`."""
+    return ops.reshape(mask, (-1,) + (1,) * (len(value.shape) - 1))
+
+
 def _rows_finite(tensor):
     """Boolean per row: every value of a float tensor is finite (True for other dtypes)."""
-    import tensorflow as tf
-
-    if not tensor.dtype.is_floating:
-        return tf.ones(tf.shape(tensor)[:1], "bool")
-    flat = tf.reshape(tensor, [tf.shape(tensor)[0], -1])
-    return tf.reduce_all(tf.math.is_finite(flat), axis=1)
+    if not _is_float(tensor):
+        return ops.ones(ops.shape(tensor)[:1], "bool")
+    flat = ops.reshape(tensor, (ops.shape(tensor)[0], -1))
+    return ops.all(ops.isfinite(flat), axis=1)
 
 
 def _fail_safe(outputs, nonfinite):
     """NaN in every float output, class -1, for rows with a non-finite input or output."""
-    import tensorflow as tf
-
     safe = {}
     for name, value in outputs.items():
-        mask = tf.reshape(nonfinite, [-1] + [1] * (len(value.shape) - 1))
-        if value.dtype.is_floating:
-            safe[name] = tf.where(mask, tf.constant(float("nan"), value.dtype), value)
+        if _is_float(value):
+            safe[name] = ops.where(_per_row(nonfinite, value), ops.cast(float("nan"), value.dtype), value)
         elif name == "predicted_class":
-            safe[name] = tf.where(mask, tf.constant(-1, value.dtype), value)
+            safe[name] = ops.where(_per_row(nonfinite, value), ops.cast(-1, value.dtype), value)
         else:
             safe[name] = value
     return safe
+
+
+def _add_endpoint(archive, serve, specs, jit_compile):
+    """Adds `serve` as the "serve" endpoint: a `tf.function` on TensorFlow, converted by jax2tf on JAX."""
+    import tensorflow as tf
+
+    if keras.backend.backend() == "jax":
+        # ExportArchive converts the JAX function (jax2tf, native serialisation: XLA compiles it in any case) and
+        # writes back the seed state it advances.
+        archive.add_endpoint("serve", serve, input_signature=specs)
+    else:
+        function = tf.function(serve, input_signature=specs, jit_compile=jit_compile, autograph=False)
+        archive.add_endpoint("serve", function)
 
 
 def export(
@@ -142,11 +159,11 @@ def export(
     >>> served = tf.saved_model.load("bnn_savedmodel")
     >>> served.serve(x)["mutual_information"]
     """
-    if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() not in ("tensorflow", "jax"):
         raise NotImplementedError(
-            f"tfp_uq.export writes a TensorFlow SavedModel and needs the TensorFlow backend; the Keras backend is "
+            "tfp_uq.export writes a TensorFlow SavedModel from the TensorFlow or JAX backend; the Keras backend is "
             f"{keras.backend.backend()!r}. Save the model with model.save('model.keras') and export it from a "
-            "process with KERAS_BACKEND=tensorflow."
+            "process with KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax."
         )
     import tensorflow as tf
 
@@ -179,12 +196,18 @@ def export(
     specs = [tf.TensorSpec((None,) + tuple(x.shape[1:]), x.dtype, name=x.name.split(":")[0]) for x in inputs]
     num_samples = 1 if posterior.deterministic else posterior.resolve_num_samples(num_samples)
     exact = posterior.has_exact_fields
-    stream = keras.random.SeedGenerator(0, name="serving_seed")
-    stream.state.assign(_random.call_seed(seed, 0) if seed is not None else posterior.fresh_seed())
+    # The seed state lives on a layer of its own, so that the archive tracks it and saves each request's update.
+    seeds = keras.layers.Layer(name="serving_seed")
+    seeds.generator = keras.random.SeedGenerator(0, name="serving_seed")
+    seeds.build(None)  # no weights: built as it is
+    stream = seeds.generator
+    stream.state.assign(
+        ops.cast(_random.call_seed(seed, 0) if seed is not None else posterior.fresh_seed(), stream.state.dtype)
+    )
 
     def serve(*batch):
-        finite = tf.reduce_all(tf.stack([_rows_finite(x) for x in batch]), axis=0)
-        batch = [tf.where(tf.reshape(finite, [-1] + [1] * (len(x.shape) - 1)), x, tf.zeros_like(x)) for x in batch]
+        finite = ops.all(ops.stack([_rows_finite(x) for x in batch]), axis=0)
+        batch = [ops.where(_per_row(finite, x), x, ops.zeros_like(x)) for x in batch]
         structured = batch[0] if len(batch) == 1 else list(batch)
         seed = stream.next()
         samples = posterior.sample_outputs(structured, num_samples, seed)
@@ -197,18 +220,19 @@ def export(
         fields = _summaries.summarise(samples, task, kind.gaussian, from_logits, closed)
         outputs = serving_outputs(fields, task)
         outputs.update(posterior.extra_fields(fields, task, _random.fold_in(seed, EXTRA_FIELDS_STREAM)))
-        nonfinite = ~(finite & _rows_finite(tf.transpose(samples, [1, 0] + list(range(2, len(samples.shape))))))
+        nonfinite = ops.logical_not(ops.logical_and(finite, _rows_finite(ops.swapaxes(samples, 0, 1))))
         outputs = _fail_safe(outputs, nonfinite)
         if threshold is not None:
             score = outputs[refer_on]
             if len(score.shape) > 1:
-                score = tf.reduce_max(score, axis=list(range(1, len(score.shape))))
-            outputs["refer"] = (score > threshold) | tf.math.is_nan(score) | nonfinite
+                score = ops.max(score, axis=tuple(range(1, len(score.shape))))
+            above = ops.logical_or(score > threshold, ops.isnan(score))
+            outputs["refer"] = ops.logical_or(above, nonfinite)
         return outputs
 
     archive = keras.export.ExportArchive()
     archive.track(posterior.model)
-    function = tf.function(serve, input_signature=specs, jit_compile=jit_compile, autograph=False)
-    archive.add_endpoint("serve", function)
+    archive.track(seeds)
+    _add_endpoint(archive, serve, specs, jit_compile)
     archive.write_out(path, verbose=False)
     return path

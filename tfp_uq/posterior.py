@@ -115,6 +115,11 @@ class Posterior(abc.ABC):
             return None
 
     @property
+    def variables(self):
+        """The Keras variables sampling reads; a compiled prediction (`jax.jit`) passes their current values in."""
+        return self.model.variables
+
+    @property
     def has_exact_fields(self):
         """Whether `exact_fields` gives closed forms (a wrapper forwards its posterior's answer)."""
         return type(self).exact_fields is not Posterior.exact_fields

@@ -437,6 +437,10 @@ class ConformalCalibrator(Posterior):
     def max_samples_per_call(self):
         return self._wrapped.max_samples_per_call
 
+    @property
+    def variables(self):
+        return self._wrapped.variables
+
     def sample_outputs(self, inputs, num_samples, seed):
         return self._wrapped.sample_outputs(inputs, num_samples, seed)
 

@@ -5,7 +5,9 @@ The log-density of the weights w of a model f is
     log p(w | x, y) = sum_n log p(y_n | f(x_n; w)) + sum_j log p(w_j) + const,
 
 evaluated with `model.stateless_call` on the sampled weights, vectorised over
-chains and compiled with XLA. `sample_posterior` runs in named steps: check
+chains and compiled with XLA: on the TensorFlow backend with TFP's TensorFlow
+MCMC, on the JAX backend with the same kernels from TFP's JAX substrate
+(`tfp_uq.inference._substrate`). `sample_posterior` runs in named steps: check
 the model and priors, build the log-density, start the chains, then run the
 sampler in chunks under a progress bar (saving each chunk to
 `checkpoint_dir`, so a killed run continues where it stopped), and collect
@@ -20,8 +22,10 @@ import time
 
 import keras
 import numpy as np
+from keras import ops
 
 from tfp_uq import _keras_compat, _summaries, _validation, priors, task
+from tfp_uq.inference import _substrate
 from tfp_uq.layers._base import StochasticLayer
 from tfp_uq.posterior import Posterior
 
@@ -32,27 +36,6 @@ KERNELS = ("nuts", "hmc")
 LIKELIHOODS = ("gaussian", "categorical")
 MAX_PARAMETERS = 100_000
 _FORMAT = "tfp_uq.PosteriorSamples/2"
-
-
-def _tf():
-    import tensorflow as tf
-
-    return tf
-
-
-def _tfp():
-    import tensorflow_probability as tfp
-
-    return tfp
-
-
-def _check_backend():
-    if keras.backend.backend() != "tensorflow":
-        raise NotImplementedError(
-            "tfp_uq.inference runs TensorFlow Probability's TensorFlow MCMC and needs the TensorFlow backend; the "
-            f"Keras backend is {keras.backend.backend()!r}. Sample in a process with KERAS_BACKEND=tensorflow, or "
-            "use the variational layers (tfp_uq.layers) on this backend."
-        )
 
 
 def _check_model(model):
@@ -123,24 +106,24 @@ class _Likelihood:
                 raise ValueError(f"labels must be in [0, {num_classes - 1}]")
 
     def log_prob(self, y, outputs, log_noise=None):
-        tf = _tf()
+        outputs = ops.convert_to_tensor(outputs)
         if self.kind == "callable":
-            return tf.reduce_sum(self.function(y, outputs))
+            return ops.sum(self.function(y, outputs))
         if self.kind == "categorical":
             outputs = _summaries.two_classes(outputs, self.from_logits)  # a binary classifier's one unit
-            log_p = tf.nn.log_softmax(outputs) if self.from_logits else tf.math.log(outputs + 1e-12)
-            return tf.reduce_sum(tf.gather(log_p, y, axis=-1, batch_dims=1))
+            log_p = ops.log_softmax(outputs, axis=-1) if self.from_logits else ops.log(outputs + 1e-12)
+            labels = ops.expand_dims(ops.convert_to_tensor(y, "int32"), -1)
+            return ops.sum(ops.take_along_axis(log_p, labels, axis=-1))
         log_scale = log_noise if log_noise is not None else math.log(self.noise_scale)
-        z = (y - outputs) * tf.exp(-log_scale)
-        count = tf.cast(tf.size(y), outputs.dtype)
-        return -0.5 * tf.reduce_sum(z * z) - count * (log_scale + 0.5 * math.log(2 * math.pi))
+        z = (y - outputs) * ops.exp(-log_scale)
+        count = float(np.prod(y.shape))
+        return -0.5 * ops.sum(z * z) - count * (log_scale + 0.5 * math.log(2 * math.pi))
 
     @staticmethod
     def noise_prior_log_prob(log_noise):
         # HalfCauchy(0, 1) on the noise scale s, in log space: + log s (Jacobian).
-        tf = _tf()
-        s = tf.exp(log_noise)
-        return math.log(2 / math.pi) - tf.math.log1p(s * s) + log_noise
+        s = ops.exp(log_noise)
+        return math.log(2 / math.pi) - ops.log1p(s * s) + log_noise
 
     def get_config(self):
         """A JSON-able description; a callable likelihood by Keras serialisation (registered functions)."""
@@ -188,7 +171,8 @@ class PosteriorSamples(Posterior):
             noise scales, or the fixed scale (float), or None.
         diagnostics: dict with `ess` and `rhat` (one array per variable),
             `min_ess`, `max_rhat`, `acceptance_rate`, `num_divergences`,
-            `step_size`, `seconds`.
+            `step_size`, `mean_leapfrog_steps` (gradient evaluations per
+            kept draw and chain: the cost of a draw), `seconds`.
     """
 
     random_samples = False
@@ -226,33 +210,34 @@ class PosteriorSamples(Posterior):
         return task.output_kinds(self.model, count)
 
     def _outputs(self, inputs, weights):
-        tf = _tf()
         non_trainable = [v.value for v in self.model.non_trainable_variables]
 
         def one(drawn):
             return self.model.stateless_call(list(drawn), non_trainable, inputs, training=False)[0]
 
-        return tf.vectorized_map(one, weights)
+        return _substrate.get().vectorized_map(one, weights)
 
     def sample_outputs(self, inputs, num_samples, seed):
         del seed  # the draws are fixed
-        tf = _tf()
         index = self._thinned(num_samples)
-        outputs = self._outputs(inputs, [tf.constant(w[index]) for w in self._flat()])
+        outputs = self._outputs(inputs, [ops.convert_to_tensor(w[index]) for w in self._flat()])
         if self.likelihood.kind != "gaussian":
             return outputs
         noise = np.broadcast_to(np.asarray(self.noise_scale, "float32"), self.samples[0].shape[:2]).reshape(-1)
-        scale = tf.reshape(tf.constant(noise[index]), [-1] + [1] * (len(outputs.shape) - 1))
-        return tf.concat([outputs, tf.ones_like(outputs) * tf.cast(scale, outputs.dtype)], axis=-1)
+        scale = ops.reshape(ops.convert_to_tensor(noise[index], outputs.dtype), (-1,) + (1,) * (len(outputs.shape) - 1))
+        return ops.concatenate([outputs, ops.ones_like(outputs) * scale], axis=-1)
 
     # ------------------------------------------------------------- conveniences
     def posterior_outputs(self, x, batch_size=1024):
         """Model outputs for every posterior sample: `(num_samples, n, ...)`."""
-        tf = _tf()
+        substrate = _substrate.get()
         x = np.asarray(x, dtype="float32")
-        flat = [tf.constant(s) for s in self._flat()]
-        outputs = tf.function(lambda batch: self._outputs(batch, flat), jit_compile=True)
-        chunks = [outputs(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+        flat = [substrate.constant(s) for s in self._flat()]
+        outputs = substrate.compile(lambda batch: self._outputs(batch, flat), jit_compile=True)
+        chunks = [
+            ops.convert_to_numpy(outputs(substrate.constant(x[i : i + batch_size])))
+            for i in range(0, len(x), batch_size)
+        ]
         return np.concatenate(chunks, axis=1).astype("float64")
 
     def predict(self, x, task=None, batch_size=1024):
@@ -328,10 +313,9 @@ class PosteriorSamples(Posterior):
 
 
 # ------------------------------------------------------------ sample_posterior's steps
-def _target_log_prob(model, x, y, likelihood, prior_list, num_chains):
+def _target_log_prob(substrate, model, x, y, likelihood, prior_list, num_chains):
     """The log-density of a state (weights, and log noise when sampled), vectorised over chains."""
-    tf = _tf()
-    x_t, y_t = tf.constant(x), tf.constant(y)
+    x_t, y_t = substrate.constant(x), substrate.constant(y)
     non_trainable = [v.value for v in model.non_trainable_variables]
     num_weights = len(model.trainable_variables)
 
@@ -347,59 +331,60 @@ def _target_log_prob(model, x, y, likelihood, prior_list, num_chains):
         return total
 
     def target_log_prob(*state):
-        if num_chains == 1:  # vectorized_map over one chain yields sparse gradients
+        if num_chains == 1:  # TensorFlow's vectorized_map over one chain yields sparse gradients
             return log_prob_one([s[0] for s in state])[None]
-        return tf.vectorized_map(log_prob_one, list(state))
+        return substrate.vectorized_map(log_prob_one, list(state))
 
     return target_log_prob
 
 
-def _initial_state(model, likelihood, num_chains, jitter, seed):
+def _initial_state(substrate, model, likelihood, num_chains, jitter, seed):
     """The chains' start: the model's weights (and log noise 0.1) plus N(0, jitter^2) noise."""
-    tf = _tf()
     rng = np.random.default_rng(seed)
     initial = [
-        (np.asarray(v.numpy())[None] + jitter * rng.normal(size=(num_chains,) + tuple(v.shape))).astype("float32")
+        (ops.convert_to_numpy(v)[None] + jitter * rng.normal(size=(num_chains,) + tuple(v.shape))).astype("float32")
         for v in model.trainable_variables
     ]
     if likelihood.samples_noise:
         start = np.full((num_chains,), math.log(0.1), "float32")
         initial.append(start + jitter * rng.normal(size=num_chains).astype("float32"))
-    return [tf.constant(s) for s in initial]
+    return [substrate.constant(s) for s in initial]
 
 
-def _sampler(target_log_prob, kernel, step_size, num_leapfrog_steps, max_tree_depth, num_burnin, target_accept):
+def _sampler(mcmc, target_log_prob, kernel, step_size, num_leapfrog_steps, max_tree_depth, num_burnin, target_accept):
     """The transition kernel: NUTS or HMC, with dual-averaging step-size adaptation in the first 80% of burn-in."""
-    tfp = _tfp()
     if kernel == "nuts":
-        inner = tfp.mcmc.NoUTurnSampler(target_log_prob, step_size=step_size, max_tree_depth=max_tree_depth)
+        inner = mcmc.NoUTurnSampler(target_log_prob, step_size=step_size, max_tree_depth=max_tree_depth)
     else:
-        inner = tfp.mcmc.HamiltonianMonteCarlo(
-            target_log_prob, step_size=step_size, num_leapfrog_steps=num_leapfrog_steps
-        )
-    return tfp.mcmc.DualAveragingStepSizeAdaptation(
+        inner = mcmc.HamiltonianMonteCarlo(target_log_prob, step_size=step_size, num_leapfrog_steps=num_leapfrog_steps)
+    return mcmc.DualAveragingStepSizeAdaptation(
         inner, num_adaptation_steps=max(1, int(0.8 * num_burnin)), target_accept_prob=target_accept
     )
 
 
 def _trace(_, results):
-    """What each step records: acceptance probability, divergence, step size."""
-    tf = _tf()
+    """What each step records: acceptance probability, divergence, step size, leapfrog steps."""
     inner_results = results.inner_results
     divergent = getattr(inner_results, "has_divergence", None)
     if divergent is None:  # HMC: a huge energy error counts as a divergence
         divergent = inner_results.log_accept_ratio < -1000.0
+        leapfrogs = inner_results.accepted_results.num_leapfrog_steps + ops.zeros_like(divergent, "int32")
+    else:
+        leapfrogs = inner_results.leapfrogs_taken
     # NUTS always "accepts" a point of its trajectory: report the mean
     # Metropolis acceptance probability, min(1, exp(log ratio)), instead.
-    acceptance = tf.exp(tf.minimum(inner_results.log_accept_ratio, 0.0))
-    return acceptance, divergent, results.new_step_size
+    acceptance = ops.exp(ops.minimum(inner_results.log_accept_ratio, 0.0))
+    return acceptance, divergent, results.new_step_size, leapfrogs
+
+
+_TRACED = 4  # arrays `_trace` returns
 
 
 class _Checkpoint:
     """The sampler's state after each chunk, in `folder`: a killed run resumes from the last one."""
 
-    def __init__(self, folder, fingerprint):
-        self.folder, self.fingerprint = folder, fingerprint
+    def __init__(self, substrate, folder, fingerprint):
+        self.substrate, self.folder, self.fingerprint = substrate, folder, fingerprint
         if folder is not None:
             os.makedirs(folder, exist_ok=True)
 
@@ -410,26 +395,30 @@ class _Checkpoint:
         """`(done, state, results, kept)` from the last chunk, or None when there is none."""
         if self.folder is None or not os.path.exists(self._path()):
             return None
-        tf = _tf()
+        substrate = self.substrate
         with np.load(self._path()) as data:
             meta = json.loads(str(data["meta"]))
             if meta["fingerprint"] != self.fingerprint:
                 raise ValueError(
                     f"checkpoint_dir {self.folder!r} holds a run with other arguments or data; use an empty folder"
                 )
-            flat_results = [tf.constant(data[f"r{i}"]) for i in range(meta["num_results"])]
-            state = [tf.constant(data[f"s{i}"]) for i in range(len(state))]
+            template = keras.tree.flatten(results)
+            if meta["num_results"] != len(template):
+                raise ValueError(
+                    f"checkpoint_dir {self.folder!r} holds a run of another tfp_uq version; use an empty folder"
+                )
+            flat_results = [substrate.from_numpy(data[f"r{i}"], like) for i, like in enumerate(template)]
+            state = [substrate.constant(data[f"s{i}"]) for i in range(len(state))]
             kept = [[data[f"k{c}_{i}"] for i in range(meta["num_kept"])] for c in range(meta["chunks"])]
-            trace = [[data[f"t{c}_{i}"] for i in range(3)] for c in range(meta["chunks"])]
-        results = tf.nest.pack_sequence_as(results, flat_results)
+            trace = [[data[f"t{c}_{i}"] for i in range(_TRACED)] for c in range(meta["chunks"])]
+        results = keras.tree.pack_sequence_as(results, flat_results)
         return meta["done"], state, results, kept, trace
 
     def save(self, done, state, results, kept, trace):
         if self.folder is None:
             return
-        tf = _tf()
-        flat = tf.nest.flatten(results)
-        arrays = {f"r{i}": np.asarray(r) for i, r in enumerate(flat)}
+        flat = keras.tree.flatten(results)
+        arrays = {f"r{i}": self.substrate.to_numpy(r) for i, r in enumerate(flat)}
         arrays.update({f"s{i}": np.asarray(s) for i, s in enumerate(state)})
         for c, chunk in enumerate(kept):
             arrays.update({f"k{c}_{i}": a for i, a in enumerate(chunk)})
@@ -451,23 +440,39 @@ def _fingerprint(model, x, y, arguments):
     import hashlib
 
     digest = hashlib.sha256()
-    for array in [x, y] + [np.asarray(v.numpy()) for v in model.trainable_variables]:
+    for array in [x, y] + [ops.convert_to_numpy(v) for v in model.trainable_variables]:
         digest.update(np.ascontiguousarray(array).tobytes())
     digest.update(json.dumps(arguments, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 
-def _run_chunks(sampler, initial, num_burnin, num_results, chunk_size, seed, jit_compile, progress, checkpoint):
-    """Runs the chains in compiled chunks; returns the kept states and their traces."""
-    tf, tfp = _tf(), _tfp()
+def _start(substrate, sampler, target_log_prob, initial, jit_compile):
+    """The sampler's first kernel results, in one compiled call; raises if the log-density is not finite there."""
+
+    def start(state):
+        return target_log_prob(*state), sampler.bootstrap_results(state)
+
+    log_prob, results = substrate.compile(start, jit_compile)(initial)
+    if not np.all(np.isfinite(ops.convert_to_numpy(log_prob))):
+        raise ValueError(
+            "the log-density is not finite at the starting weights; check the data, the "
+            "likelihood (e.g. probabilities of exactly 0) and the prior"
+        )
+    return results
+
+
+def _run_chunks(
+    substrate, sampler, initial, results, num_burnin, num_results, chunk_size, seed, jit_compile, progress, checkpoint
+):
+    """Runs the chains in compiled chunks from `initial` and its kernel `results`; returns the kept states and
+    their traces."""
     functions = {}
 
     def run(steps, state, results, chunk_seed):
         if steps not in functions:
 
-            @tf.function(jit_compile=jit_compile, autograph=False)
             def chunk(state, results, chunk_seed):
-                return tfp.mcmc.sample_chain(
+                return substrate.mcmc.sample_chain(
                     steps,
                     state,
                     previous_kernel_results=results,
@@ -477,10 +482,10 @@ def _run_chunks(sampler, initial, num_burnin, num_results, chunk_size, seed, jit
                     seed=chunk_seed,
                 )
 
-            functions[steps] = chunk
+            functions[steps] = substrate.compile(chunk, jit_compile)
         return functions[steps](state, results, chunk_seed)
 
-    results, state, done, kept, traces = sampler.bootstrap_results(initial), initial, 0, [], []
+    state, done, kept, traces = initial, 0, [], []
     resumed = checkpoint.load(state, results)
     if resumed is not None:
         done, state, results, kept, traces = resumed
@@ -492,30 +497,30 @@ def _run_chunks(sampler, initial, num_burnin, num_results, chunk_size, seed, jit
         # Chunks never straddle the end of burn-in, so kept samples are exact.
         boundary = num_burnin if done < num_burnin else total
         steps = min(chunk_size, boundary - done)
-        out = run(steps, state, results, tf.constant([seed, done], dtype="int32"))
-        chain_states, (acceptance, divergent, step_sizes), results = (
-            out.all_states,
-            out.trace,
-            out.final_kernel_results,
-        )
+        out = run(steps, state, results, substrate.seed(seed, done))
+        chain_states, trace, results = out.all_states, out.trace, out.final_kernel_results
         state = [s[-1] for s in chain_states]
+        acceptance = np.asarray(trace[0])
         if done >= num_burnin:
-            kept.append([s.numpy() for s in chain_states])
-            traces.append([acceptance.numpy(), divergent.numpy(), step_sizes.numpy()])
+            kept.append([np.asarray(s) for s in chain_states])
+            traces.append([np.asarray(t) for t in trace])
         done += steps
         checkpoint.save(done, state, results, kept, traces)
         if bar is not None:
-            bar.update(done, values=[("accept", float(np.mean(acceptance.numpy())))])
+            bar.update(done, values=[("accept", float(np.mean(acceptance)))])
     return kept, traces
 
 
 def _diagnostics(stacked, traces, seconds):
-    tfp = _tfp()
-    ess = [
-        np.asarray(tfp.mcmc.effective_sample_size(s, cross_chain_dims=1 if s.shape[1] > 1 else None)) for s in stacked
-    ]
+    # TFP's NumPy substrate, on the NumPy draws: the same estimators as its
+    # TensorFlow MCMC, without TensorFlow's warning about the complex-to-real
+    # cast inside its FFT autocorrelation.
+    from tensorflow_probability.substrates import numpy as tfp_numpy
+
+    mcmc = tfp_numpy.mcmc
+    ess = [np.asarray(mcmc.effective_sample_size(s, cross_chain_dims=1 if s.shape[1] > 1 else None)) for s in stacked]
     if stacked[0].shape[1] > 1:
-        rhat = [np.asarray(tfp.mcmc.potential_scale_reduction(s, split_chains=True)) for s in stacked]
+        rhat = [np.asarray(mcmc.potential_scale_reduction(s, split_chains=True)) for s in stacked]
     else:
         rhat = [np.full(s.shape[2:], np.nan) for s in stacked]
     return {
@@ -526,6 +531,7 @@ def _diagnostics(stacked, traces, seconds):
         "acceptance_rate": float(np.mean(np.concatenate([t[0].ravel() for t in traces]))),
         "num_divergences": int(np.sum(np.concatenate([t[1].ravel() for t in traces]))),
         "step_size": float(np.mean(traces[-1][2])),
+        "mean_leapfrog_steps": float(np.mean(np.concatenate([t[3].ravel() for t in traces]))),
         "seconds": seconds,
     }
 
@@ -557,7 +563,9 @@ def sample_posterior(
 
     Chains start at the model's current weights (e.g. after MAP or VI
     training) plus Normal(0, jitter^2) noise. The step size adapts by dual
-    averaging during the first 80% of burn-in.
+    averaging during the first 80% of burn-in. Runs on the TensorFlow
+    backend (TFP's TensorFlow MCMC) and on the JAX backend (the same kernels
+    from TFP's JAX substrate; same arguments, diagnostics and checkpoints).
 
     Args:
         model: a built Keras model of ordinary layers (up to ~100k weights).
@@ -579,7 +587,9 @@ def sample_posterior(
         jitter: standard deviation of the noise added to the starting weights.
         chunk_size: steps per compiled call (the progress bar's granularity).
         seed: integer seed.
-        jit_compile: compile the sampler with XLA.
+        jit_compile: compile the sampler with XLA (`tf.function` with
+            `jit_compile=True` on TensorFlow, `jax.jit` on JAX, where
+            without it the sampler runs op by op: for debugging only).
         progress: show a progress bar.
         checkpoint_dir: a folder where the sampler's state is saved after
             each chunk; a run started again with the same arguments, data and
@@ -594,7 +604,7 @@ def sample_posterior(
     >>> posterior = tfp_uq.inference.sample_posterior(model, x, y, noise_scale=0.1)
     >>> posterior.diagnostics["max_rhat"], posterior.predict(x_test).std
     """
-    _check_backend()
+    substrate = _substrate.get()
     _check_model(model)
     kernel = _validation.one_of("kernel", kernel, KERNELS)
     like = _Likelihood(likelihood, noise_scale, from_logits)
@@ -619,29 +629,27 @@ def sample_posterior(
     y = y.astype("int32") if like.kind == "categorical" else y.astype("float32")
     prior_list = _priors_by_variable(model, prior)
 
-    target_log_prob = _target_log_prob(model, x, y, like, prior_list, num_chains)
-    initial = _initial_state(model, like, num_chains, jitter, seed)
-    if not np.all(np.isfinite(target_log_prob(*initial).numpy())):
-        raise ValueError(
-            "the log-density is not finite at the starting weights; check the data, the "
-            "likelihood (e.g. probabilities of exactly 0) and the prior"
-        )
+    target_log_prob = _target_log_prob(substrate, model, x, y, like, prior_list, num_chains)
+    initial = _initial_state(substrate, model, like, num_chains, jitter, seed)
     sampler = _sampler(
-        target_log_prob, kernel, step_size, num_leapfrog_steps, max_tree_depth, num_burnin, target_accept
-    )
+        substrate.mcmc, target_log_prob, kernel, step_size, num_leapfrog_steps, max_tree_depth, num_burnin,
+        target_accept,
+    )  # fmt: skip
+    started = time.perf_counter()
+    results = _start(substrate, sampler, target_log_prob, initial, jit_compile)
     arguments = dict(
         likelihood=like.kind, noise_scale=noise_scale, from_logits=from_logits, prior=repr(prior), kernel=kernel,
         num_chains=num_chains, num_burnin=num_burnin, num_results=num_results, step_size=step_size,
         num_leapfrog_steps=num_leapfrog_steps, max_tree_depth=max_tree_depth, target_accept=target_accept,
-        jitter=jitter, chunk_size=chunk_size, seed=seed,
+        jitter=jitter, chunk_size=chunk_size, seed=seed, backend=substrate.name,
     )  # fmt: skip
     checkpoint = _Checkpoint(
-        None if checkpoint_dir is None else os.fspath(checkpoint_dir), _fingerprint(model, x, y, arguments)
+        substrate, None if checkpoint_dir is None else os.fspath(checkpoint_dir), _fingerprint(model, x, y, arguments)
     )
-    started = time.perf_counter()
     kept, traces = _run_chunks(
-        sampler, initial, num_burnin, num_results, chunk_size, seed, jit_compile, progress, checkpoint
-    )
+        substrate, sampler, initial, results, num_burnin, num_results, chunk_size, seed, jit_compile, progress,
+        checkpoint,
+    )  # fmt: skip
     seconds = time.perf_counter() - started
 
     stacked = [np.concatenate([chunk[i] for chunk in kept], axis=0) for i in range(len(initial))]

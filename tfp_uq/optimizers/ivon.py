@@ -446,6 +446,10 @@ class IVONPosterior(Posterior):
             )
         self.optimizer = optimizer
 
+    @property
+    def variables(self):
+        return self.model.variables + self.optimizer.variables  # m and h are the optimizer's
+
     def sample_outputs(self, inputs, num_samples, seed):
         """`(num_samples, batch, ...)` outputs, one weight draw per sample (see the class docstring)."""
         num_samples = _validation.positive_int("num_samples", num_samples)
