@@ -366,8 +366,7 @@ class BayesianLayer(VariationalLayer):
 
     # ------------------------------------------------------------------- call
     def call(self, inputs, training=None):
-        # Layers with autocast off get their inputs uncast: cast them here.
-        inputs = ops.cast(inputs, self.compute_dtype)
+        inputs = self._cast_inputs(inputs)
         seed = self.next_seed()
         num_samples = _sampling.num_samples()
         if num_samples and not self.deterministic and not self.independent_per_example:
@@ -381,6 +380,10 @@ class BayesianLayer(VariationalLayer):
         if not num_samples:
             self.add_kl_loss(kl, training)
         return self._activate(outputs)
+
+    def _cast_inputs(self, inputs):
+        """The inputs as the hooks take them: in the compute dtype (autocast is off)."""
+        return ops.cast(inputs, self.compute_dtype)
 
     def _mean_outputs(self, inputs):
         """Outputs (before `_activate`) with every weight at its posterior mean."""
