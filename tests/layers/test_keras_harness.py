@@ -20,6 +20,8 @@ pytestmark = [
 
 BAYESIAN = dict(kl_weight=0.01, seed=1, posterior_scale_init=0.05)
 VARIATIONAL = dict(expected_num_seed_generators=1, expected_num_losses=1, supports_masking=False)
+RECURRENT = dict(expected_num_seed_generators=1, expected_num_losses=1, supports_masking=True)
+CONV = {"filters": 2, "kernel_size": 3, **BAYESIAN}
 STOCHASTIC = dict(expected_num_seed_generators=1, expected_num_losses=0, supports_masking=False)
 
 CASES = {
@@ -55,8 +57,87 @@ CASES = {
         layers.Conv3DFlipout, {"filters": 2, "kernel_size": 2, "groups": 2, **BAYESIAN}, (2, 3, 3, 3, 2),
         (2, 2, 2, 2, 2), 4, VARIATIONAL,
     ),
+    "Conv1DTransposeReparameterization": (
+        layers.Conv1DTransposeReparameterization, {**CONV, "strides": 2}, (2, 4, 3), (2, 9, 2), 4, VARIATIONAL,
+    ),
+    "Conv1DTransposeFlipout": (
+        layers.Conv1DTransposeFlipout, {**CONV, "padding": "same"}, (2, 4, 3), (2, 4, 2), 4, VARIATIONAL,
+    ),
+    "Conv2DTransposeReparameterization": (
+        layers.Conv2DTransposeReparameterization, {**CONV, "strides": 2, "padding": "same"}, (2, 3, 3, 2),
+        (2, 6, 6, 2), 4, VARIATIONAL,
+    ),
+    "Conv2DTransposeFlipout": (
+        layers.Conv2DTransposeFlipout, {**CONV, "strides": 2, "output_padding": 1}, (2, 3, 3, 2), (2, 8, 8, 2), 4,
+        VARIATIONAL,
+    ),
+    "Conv3DTransposeReparameterization": (
+        layers.Conv3DTransposeReparameterization, {**CONV, "kernel_size": 2}, (2, 2, 2, 2, 1), (2, 3, 3, 3, 2), 4,
+        VARIATIONAL,
+    ),
+    "Conv3DTransposeFlipout": (
+        layers.Conv3DTransposeFlipout, {**CONV, "kernel_size": 2, "strides": 2}, (2, 2, 2, 2, 1), (2, 4, 4, 4, 2),
+        4, VARIATIONAL,
+    ),
+    "DepthwiseConv1DReparameterization": (
+        layers.DepthwiseConv1DReparameterization, {"kernel_size": 3, "depth_multiplier": 2, **BAYESIAN}, (2, 6, 3),
+        (2, 4, 6), 4, VARIATIONAL,
+    ),
+    "DepthwiseConv1DFlipout": (
+        layers.DepthwiseConv1DFlipout, {"kernel_size": 3, "padding": "same", **BAYESIAN}, (2, 6, 3), (2, 6, 3), 4,
+        VARIATIONAL,
+    ),
+    "DepthwiseConv2DReparameterization": (
+        layers.DepthwiseConv2DReparameterization, {"kernel_size": 3, "strides": 2, **BAYESIAN}, (2, 5, 5, 2),
+        (2, 2, 2, 2), 4, VARIATIONAL,
+    ),
+    "DepthwiseConv2DFlipout": (
+        layers.DepthwiseConv2DFlipout, {"kernel_size": 3, "depth_multiplier": 2, **BAYESIAN}, (2, 5, 5, 2),
+        (2, 3, 3, 4), 4, VARIATIONAL,
+    ),
+    "SeparableConv1DReparameterization": (
+        layers.SeparableConv1DReparameterization, CONV, (2, 6, 3), (2, 4, 2), 6, VARIATIONAL,
+    ),
+    "SeparableConv1DFlipout": (
+        layers.SeparableConv1DFlipout, {**CONV, "depth_multiplier": 2}, (2, 6, 3), (2, 4, 2), 6, VARIATIONAL,
+    ),
+    "SeparableConv2DReparameterization": (
+        layers.SeparableConv2DReparameterization, {**CONV, "padding": "same"}, (2, 5, 5, 2), (2, 5, 5, 2), 6,
+        VARIATIONAL,
+    ),
+    "SeparableConv2DFlipout": (
+        layers.SeparableConv2DFlipout, {**CONV, "bayesian_bias": False}, (2, 5, 5, 2), (2, 3, 3, 2), 5,
+        VARIATIONAL,
+    ),
+    "EinsumDenseReparameterization": (
+        layers.EinsumDenseReparameterization, {"equation": "ab,bc->ac", "output_shape": 3, "bias_axes": "c",
+        **BAYESIAN}, (2, 4), (2, 3), 4, VARIATIONAL,
+    ),
+    "EinsumDenseFlipout": (
+        layers.EinsumDenseFlipout, {"equation": "abc,cde->abde", "output_shape": (None, 2, 3), "bias_axes": "de",
+        **BAYESIAN}, (2, 5, 4), (2, 5, 2, 3), 4, VARIATIONAL,
+    ),
+    "EmbeddingReparameterization": (
+        layers.EmbeddingReparameterization, {"input_dim": 6, "output_dim": 3, **BAYESIAN}, (2, 5), (2, 5, 3), 2,
+        {**VARIATIONAL, "input_dtype": "int32"},
+    ),
+    "LSTMReparameterization": (
+        layers.LSTMReparameterization, {"units": 3, "return_sequences": True, **BAYESIAN}, (2, 5, 4), (2, 5, 3), 6,
+        RECURRENT,
+    ),
+    "LSTMFlipout": (layers.LSTMFlipout, {"units": 3, "go_backwards": True, **BAYESIAN}, (2, 5, 4), (2, 3), 6, RECURRENT),
+    "GRUReparameterization": (
+        layers.GRUReparameterization, {"units": 3, "reset_after": False, **BAYESIAN}, (2, 5, 4), (2, 3), 6, RECURRENT,
+    ),
+    "GRUFlipout": (
+        layers.GRUFlipout, {"units": 3, "return_sequences": True, **BAYESIAN}, (2, 5, 4), (2, 5, 3), 6, RECURRENT,
+    ),
     "BayesianLoRA": (
         layers.BayesianLoRA, {"layer": keras.layers.Dense(3), "rank": 2, **BAYESIAN}, (2, 4), (2, 3), 4, VARIATIONAL,
+    ),
+    "BayesianLoRA of EinsumDense": (
+        layers.BayesianLoRA, {"layer": keras.layers.EinsumDense("ab,bc->ac", 3, bias_axes="c"), "rank": 2,
+        **BAYESIAN}, (2, 4), (2, 3), 4, VARIATIONAL,
     ),
     "MCDropout": (layers.MCDropout, {"rate": 0.3, "seed": 1}, (2, 4), (2, 4), 0, STOCHASTIC),
     "SpatialMCDropout1D": (layers.SpatialMCDropout1D, {"rate": 0.3, "seed": 1}, (2, 5, 4), (2, 5, 4), 0, STOCHASTIC),

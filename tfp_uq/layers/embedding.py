@@ -69,9 +69,10 @@ class EmbeddingReparameterization(BayesianLayer):
         return ops.cast(positions, "uint32")
 
     def _drawn(self, ids, noise):
-        loc = self._rows(self.posterior_loc("embeddings"), ids)
-        scale = _parameterization.positive_scale(self._rows(self._posteriors["embeddings"].rho, ids))
-        return ops.cast(loc + scale * noise, self.compute_dtype)
+        # In float32 whatever the policy: the posterior's variables are.
+        loc = ops.cast(self._rows(self.posterior_loc("embeddings"), ids), "float32")
+        scale = _parameterization.positive_scale(ops.cast(self._rows(self._posteriors["embeddings"].rho, ids), "float32"))
+        return ops.cast(loc + scale * ops.cast(noise, "float32"), self.compute_dtype)
 
     def _mean_outputs(self, inputs):
         return ops.cast(self._rows(self.posterior_loc("embeddings"), inputs), self.compute_dtype)
