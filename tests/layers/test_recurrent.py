@@ -35,7 +35,9 @@ def _twins(ours_cls, keras_cls, **kwargs):
     """Our layer and Keras's, built on X with the same weights (ours randomised), in masked models."""
     ours = ours_cls(5, kl_weight=0.0, seed=1, **kwargs)
     theirs = keras_cls(5, **kwargs)
-    models = [keras.Sequential([keras.Input(X.shape[1:]), keras.layers.Masking(0.0), layer]) for layer in (ours, theirs)]
+    models = [
+        keras.Sequential([keras.Input(X.shape[1:]), keras.layers.Masking(0.0), layer]) for layer in (ours, theirs)
+    ]
     for variable in ours.trainable_weights:
         variable.assign(variable + RNG.normal(0.0, 0.3, variable.shape).astype("float32"))
     values = {name: posterior.loc.numpy() for name, posterior in ours.posteriors.items()}

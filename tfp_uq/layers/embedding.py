@@ -71,7 +71,8 @@ class EmbeddingReparameterization(BayesianLayer):
     def _drawn(self, ids, noise):
         # In float32 whatever the policy: the posterior's variables are.
         loc = ops.cast(self._rows(self.posterior_loc("embeddings"), ids), "float32")
-        scale = _parameterization.positive_scale(ops.cast(self._rows(self._posteriors["embeddings"].rho, ids), "float32"))
+        rho = ops.cast(self._rows(self._posteriors["embeddings"].rho, ids), "float32")
+        scale = _parameterization.positive_scale(rho)
         return ops.cast(loc + scale * ops.cast(noise, "float32"), self.compute_dtype)
 
     def _mean_outputs(self, inputs):
