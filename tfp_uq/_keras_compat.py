@@ -11,6 +11,7 @@ import contextlib
 __all__ = [
     "bookkeeping",
     "history_of",
+    "in_graph",
     "own_losses",
     "register_name",
     "replace_sublayer",
@@ -93,6 +94,11 @@ def bookkeeping(layer):
     return ids
 
 
+def in_graph(parent, layer):
+    """Whether `layer` is an operation of `parent`'s functional graph (Keras keeps no public list of them)."""
+    return any(op is layer for op in parent.__dict__.get("_operations", ()))
+
+
 def replace_sublayer(parent, old, new):
     """Puts `new` where Keras records `old` as a sublayer of `parent`: its tracker and graph.
 
@@ -108,9 +114,9 @@ def replace_sublayer(parent, old, new):
             tracker.untrack(old)
         else:
             tracker.replace_tracked_value("layers", old, new)
-    operations = parent.__dict__.get("_operations")
-    if operations is None or not any(op is old for op in operations):
+    if not in_graph(parent, old):
         return
+    operations = parent.__dict__["_operations"]
     operations[:] = [new if op is old else op for op in operations]
     for depth_operations in parent.__dict__.get("_operations_by_depth", {}).values():
         depth_operations[:] = [new if op is old else op for op in depth_operations]

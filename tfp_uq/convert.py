@@ -412,51 +412,48 @@ def _substituted(value, old, new, skip, depth=0):
     return value, changed
 
 
+def _contains(value, old, skip, depth=0):
+    if value is old:
+        return True
+    if depth > _MAX_NESTING or id(value) in skip or isinstance(value, keras.layers.Layer):
+        return False
+    if isinstance(value, dict):
+        value = list(value.values())
+    return isinstance(value, (list, tuple)) and any(_contains(item, old, skip, depth + 1) for item in value)
+
+
 def replace_layer(root, old, new):
     """Puts `new` wherever a layer of `root` holds `old`: attributes, their lists, tuples and dicts, graphs.
 
     Raises:
-        ValueError: `old` is still reachable from `root` afterwards (held
-            somewhere bayesianize cannot set), naming the layer and its holder.
+        ValueError: a layer holds `old` somewhere else (a set, another
+            object), where the replacement would not reach its `call`; the
+            error names both. Nothing is changed then.
     """
+    parents = []
     for parent in _keras_compat.walk_layers(root):
-        if parent is new:
-            continue
         skip = _keras_compat.bookkeeping(parent)
-        holds = any(child is old for child in _keras_compat.sublayers(parent))
-        _keras_compat.replace_sublayer(parent, old, new)
-        for name, value in list(parent.__dict__.items()):
-            if name == "_tracker" or id(value) in skip:
-                continue
-            value, hit = _substituted(value, old, new, skip)
-            if hit and parent.__dict__.get(name) is not value:
+        names = [
+            name
+            for name, value in parent.__dict__.items()
+            if name != "_tracker" and id(value) not in skip and _contains(value, old, skip)
+        ]
+        tracked = any(child is old for child in _keras_compat.sublayers(parent))
+        if tracked and not names and not _keras_compat.in_graph(parent, old):
+            raise ValueError(
+                f"bayesianize cannot convert layer {old.name!r} in place: {type(parent).__name__} {parent.name!r} "
+                "holds it other than as an attribute, list, tuple or dict item, so its call would not see the "
+                "replacement; exclude the layer with layer_filter"
+            )
+        if tracked or names:
+            parents.append((parent, names, skip))
+    for parent, names, skip in parents:
+        _keras_compat.replace_sublayer(parent, old, new)  # first: the tracker keeps the layers' order
+        for name in names:
+            value, _ = _substituted(parent.__dict__[name], old, new, skip)
+            if parent.__dict__[name] is not value:
                 with _keras_compat.state_unlocked(parent):
                     setattr(parent, name, value)
-            holds = holds or hit
-        if holds and any(child is old for child in _keras_compat.sublayers(parent)):
-            raise ValueError(
-                f"bayesianize cannot convert layer {old.name!r} in place: {type(parent).__name__} "
-                f"{parent.name!r} keeps it where Keras offers no way to replace it; exclude it with layer_filter"
-            )
-    if any(layer is old for layer in _reachable(root, stop=new)):
-        holder = next(p for p in _reachable(root, stop=new) if any(c is old for c in _keras_compat.sublayers(p)))
-        raise ValueError(
-            f"bayesianize cannot convert layer {old.name!r} in place: {type(holder).__name__} {holder.name!r} "
-            "holds it other than as an attribute, list, tuple or dict item; exclude it with layer_filter"
-        )
-
-
-def _reachable(root, stop):
-    """The layers reachable from `root` through Keras's sublayer records, not entering `stop`."""
-    seen, stack, found = set(), [root], []
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen or layer is stop:
-            continue
-        seen.add(id(layer))
-        found.append(layer)
-        stack.extend(_keras_compat.sublayers(layer))
-    return found
 
 
 # ------------------------------------------------------------------- saving it
