@@ -65,8 +65,9 @@ class EmbeddingReparameterization(BayesianLayer):
         return ops.take(values, ids, axis=0)
 
     def _positions(self, ids):
-        positions = ops.cast(ids, "int64")[..., None] * self.output_dim + ops.arange(self.output_dim, dtype="int64")
-        return ops.cast(positions, "uint32")
+        # In uint32 (< 2^32 by the check in __init__), which every backend has without 64-bit integers.
+        rows = ops.cast(ids, "uint32")[..., None] * ops.cast(self.output_dim, "uint32")
+        return rows + ops.cast(ops.arange(self.output_dim, dtype="int32"), "uint32")
 
     def _drawn(self, ids, noise):
         # In float32 whatever the policy: the posterior's variables are.
