@@ -35,7 +35,7 @@ def _body(name, cls):
     if name == "DepthwiseConv2DFlipout":
         return image + [cls(3, depth_multiplier=8, activation="relu", seed=1), keras.layers.Flatten()]
     if name.startswith(("LSTM", "GRU")):
-        return [keras.layers.Reshape((8, 8)), cls(64, seed=1)]
+        return [keras.layers.Reshape((8, 8)), cls(32, return_sequences=True, seed=1), keras.layers.Flatten()]
     if name == "EinsumDenseFlipout":
         return [cls("ab,bc->ac", 32, bias_axes="c", activation="relu", seed=1)]
     if name == "EmbeddingReparameterization":
