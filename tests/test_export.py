@@ -172,3 +172,23 @@ def test_a_short_soak_of_concurrent_requests_stays_correct_and_flat_in_memory(tm
     assert report["failures"] == 0 and not report["tfp_uq_imported"]
     assert report["requests"] == 400 and report["p99_ms"] >= report["p50_ms"] > 0
     assert report["rss_growth"] < 0.05, report
+
+
+def test_a_sequence_model_of_issue_25_layers_exports_its_uncertainty(tmp_path):
+    ids = np.random.default_rng(1).integers(0, 9, size=(5, 6)).astype("int32")
+    ids[0, 4:] = 0  # padding, masked
+    model = keras.Sequential(
+        [
+            keras.Input((6,), dtype="int32"),
+            layers.EmbeddingReparameterization(9, 4, mask_zero=True, seed=1, posterior_scale_init=0.2),
+            layers.LSTMFlipout(5, seed=2, posterior_scale_init=0.2),
+            layers.EinsumDenseFlipout("ab,bc->ac", 2, bias_axes="c", seed=3, posterior_scale_init=0.2),
+        ]
+    )
+    path = tfp_uq.export(model, tmp_path / "export", num_samples=20, task="regression", seed=5)
+    served = _serve_in_fresh_process(path, ids, tmp_path)
+    expected = tfp_uq.predict(model, ids, num_samples=20, seed=5, jit_compile=True, task="regression")
+    outputs = {k: np.asarray(v) for k, v in served["outputs"].items()}
+    np.testing.assert_allclose(outputs["mean"], expected.mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(outputs["epistemic_std"] ** 2, expected.epistemic_variance, rtol=1e-3, atol=1e-8)
+    assert np.all(outputs["epistemic_std"] > 0)

@@ -21,17 +21,18 @@ pytestmark = [
 BAYESIAN = dict(kl_weight=0.01, seed=1, posterior_scale_init=0.05)
 VARIATIONAL = dict(expected_num_seed_generators=1, expected_num_losses=1, supports_masking=False)
 RECURRENT = dict(expected_num_seed_generators=1, expected_num_losses=1, supports_masking=True)
+DENSE = {**VARIATIONAL, "supports_masking": True}
 CONV = {"filters": 2, "kernel_size": 3, **BAYESIAN}
 STOCHASTIC = dict(expected_num_seed_generators=1, expected_num_losses=0, supports_masking=False)
 
 CASES = {
     "DenseReparameterization": (
-        layers.DenseReparameterization, {"units": 3, **BAYESIAN}, (2, 4), (2, 3), 4, VARIATIONAL,
+        layers.DenseReparameterization, {"units": 3, **BAYESIAN}, (2, 4), (2, 3), 4, DENSE,
     ),
-    "DenseFlipout": (layers.DenseFlipout, {"units": 3, **BAYESIAN}, (2, 5, 4), (2, 5, 3), 4, VARIATIONAL),
+    "DenseFlipout": (layers.DenseFlipout, {"units": 3, **BAYESIAN}, (2, 5, 4), (2, 5, 3), 4, DENSE),
     "DenseLocalReparameterization": (
         layers.DenseLocalReparameterization, {"units": 3, "bayesian_bias": False, **BAYESIAN}, (2, 4), (2, 3), 3,
-        VARIATIONAL,
+        DENSE,
     ),
     "Conv1DReparameterization": (
         layers.Conv1DReparameterization, {"filters": 2, "kernel_size": 3, **BAYESIAN}, (2, 6, 3), (2, 4, 2), 4,

@@ -21,6 +21,7 @@ class BayesianDense(_linear.BayesianLinear):
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
         self.units = _validation.positive_int("units", units)
+        self.supports_masking = True  # a mask passes through, as keras.layers.Dense
 
     def build(self, input_shape):
         if len(input_shape) < 2:
