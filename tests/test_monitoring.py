@@ -73,3 +73,19 @@ def test_monitor_counts_and_flags_nonfinite_scores_and_reads_prediction_results(
     np.testing.assert_allclose(by_std.reference, [0.0, 0.5, 2.0])
     with pytest.raises(ValueError, match="score"):
         UncertaintyMonitor(score="mutual_information").fit(result)
+
+
+def test_coverage_check_flags_a_broken_conformal_promise():
+    rng = np.random.default_rng(0)
+    calibrator = tfp_uq.conformal.ConformalCalibrator(None, "absolute", 0.9, [[1.645]], num_calibration=[999])
+    mean = np.zeros((400, 1))
+    result = calibrator.apply(
+        tfp_uq.PredictionResult(task="regression", mean=mean, num_samples=1, variance=np.ones((400, 1)))
+    )
+    monitor = UncertaintyMonitor()
+    kept = monitor.check_coverage(result, rng.normal(size=(400, 1)), calibrator=calibrator, window=200)
+    assert abs(kept["coverage"] - 0.9) < 0.05 and not kept["broken"]
+    drifted = monitor.check_coverage(result, 2.0 * rng.normal(size=(400, 1)), calibrator=calibrator, window=200)
+    assert drifted["coverage"] < 0.7 and drifted["broken"]
+    with pytest.raises(ValueError, match="intervals or sets"):
+        monitor.check_coverage(tfp_uq.PredictionResult(task="regression", mean=mean, num_samples=1), mean, coverage=0.9)

@@ -106,6 +106,7 @@ class DeepEnsemble(keras.Model):
         return cls(members=members, **config)
 
 
+@keras.saving.register_keras_serializable(package="tfp_uq")
 class EnsemblePosterior(Posterior):
     """A `DeepEnsemble`'s predictive: each member's output is one Monte Carlo sample.
 

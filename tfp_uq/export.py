@@ -8,7 +8,7 @@ from keras import ops
 
 from tfp_uq import _random, _summaries, _validation
 from tfp_uq import task as _task
-from tfp_uq.posterior import Posterior, as_posterior
+from tfp_uq.posterior import EXTRA_FIELDS_STREAM, as_posterior
 
 __all__ = ["export", "serving_outputs"]
 
@@ -178,7 +178,7 @@ def export(
 
     specs = [tf.TensorSpec((None,) + tuple(x.shape[1:]), x.dtype, name=x.name.split(":")[0]) for x in inputs]
     num_samples = 1 if posterior.deterministic else posterior.resolve_num_samples(num_samples)
-    exact = type(posterior).exact_fields is not Posterior.exact_fields
+    exact = posterior.has_exact_fields
     stream = keras.random.SeedGenerator(0, name="serving_seed")
     stream.state.assign(_random.call_seed(seed, 0) if seed is not None else posterior.fresh_seed())
 
@@ -186,7 +186,8 @@ def export(
         finite = tf.reduce_all(tf.stack([_rows_finite(x) for x in batch]), axis=0)
         batch = [tf.where(tf.reshape(finite, [-1] + [1] * (len(x.shape) - 1)), x, tf.zeros_like(x)) for x in batch]
         structured = batch[0] if len(batch) == 1 else list(batch)
-        samples = posterior.sample_outputs(structured, num_samples, stream.next())
+        seed = stream.next()
+        samples = posterior.sample_outputs(structured, num_samples, seed)
         if isinstance(samples, (list, tuple, dict)):
             raise ValueError(
                 "export serves models with one output; this model has several. Export one "
@@ -195,7 +196,7 @@ def export(
         closed = posterior.exact_fields(structured)[0] if exact else None
         fields = _summaries.summarise(samples, task, kind.gaussian, from_logits, closed)
         outputs = serving_outputs(fields, task)
-        outputs.update(posterior.extra_fields(fields, task))
+        outputs.update(posterior.extra_fields(fields, task, _random.fold_in(seed, EXTRA_FIELDS_STREAM)))
         nonfinite = ~(finite & _rows_finite(tf.transpose(samples, [1, 0] + list(range(2, len(samples.shape))))))
         outputs = _fail_safe(outputs, nonfinite)
         if threshold is not None:

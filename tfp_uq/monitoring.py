@@ -113,6 +113,52 @@ class UncertaintyMonitor:
             "drift": bool(ks.pvalue < self.ks_alpha or psi > self.psi_threshold or num_nonfinite > 0),
         }
 
+    def check_coverage(self, result, y, calibrator=None, coverage=None, window=100, alpha=0.01):
+        """When labels arrive: does a conformal promise still hold? (`tfp_uq.conformal.rolling_coverage`)
+
+        Args:
+            result: the `PredictionResult` of the inputs, in arrival order,
+                with intervals (`lower`, `upper`) or sets (`prediction_set`),
+                e.g. from `calibrator.predict(x)`.
+            y: their targets or integer labels, as they arrived.
+            calibrator: the `tfp_uq.conformal` calibrator that made the
+                intervals: gives `coverage` and the calibration size (the
+                exact beta-binomial law of split-conformal coverage).
+            coverage: the promised coverage, when no calibrator is given
+                (then the binomial law is used).
+            window: inputs per rolling window (at most their number).
+            alpha: a window whose p-value is below this breaks the promise.
+
+        Returns:
+            dict: "coverage" (over all inputs), "rolling_coverage" and
+            "p_value" (per window), "broken" (whether any window is below
+            `alpha`). Rows with NaN predictions count as not covered.
+        """
+        from tfp_uq import conformal, metrics
+
+        alpha = _validation.open_unit_interval("alpha", alpha)
+        num_calibration = None
+        if calibrator is not None:
+            coverage, num_calibration = calibrator.coverage, calibrator.num_calibration
+        if coverage is None:
+            raise ValueError("give the calibrator, or the promised coverage")
+        if result.prediction_set is not None:
+            covered = metrics.in_set(result.prediction_set, y)
+        elif result.lower is not None:
+            covered = metrics.in_interval(y, result.lower, result.upper)
+            covered = covered.reshape(len(covered), -1).all(axis=1)
+        else:
+            raise ValueError("result has no intervals or sets: predict with a tfp_uq.conformal calibrator")
+        if isinstance(num_calibration, (list, tuple)):  # per group: test against the smallest
+            num_calibration = min(num_calibration)
+        report = conformal.rolling_coverage(covered, coverage, min(window, len(covered)), num_calibration)
+        return {
+            "coverage": float(np.mean(covered)),
+            "rolling_coverage": report["coverage"],
+            "p_value": report["p_value"],
+            "broken": bool(np.any(report["p_value"] < alpha)),
+        }
+
     def to_json(self):
         return json.dumps(
             {

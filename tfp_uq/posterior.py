@@ -25,6 +25,8 @@ Example:
 """
 
 import abc
+import json
+import os
 import threading
 import zlib
 
@@ -35,7 +37,7 @@ from keras import ops
 from tfp_uq import _keras_compat, _random, _sampling, task
 from tfp_uq.layers._base import StochasticLayer
 
-__all__ = ["ModelPosterior", "Posterior", "as_posterior"]
+__all__ = ["ModelPosterior", "Posterior", "as_posterior", "load", "save"]
 
 _FRESH_LOCK = threading.Lock()
 _FRESH = np.random.default_rng()
@@ -112,6 +114,11 @@ class Posterior(abc.ABC):
         except (AttributeError, ValueError):
             return None
 
+    @property
+    def has_exact_fields(self):
+        """Whether `exact_fields` gives closed forms (a wrapper forwards its posterior's answer)."""
+        return type(self).exact_fields is not Posterior.exact_fields
+
     def exact_fields(self, inputs):
         """Closed-form summaries that replace the Monte Carlo ones, or None.
 
@@ -123,19 +130,21 @@ class Posterior(abc.ABC):
         del inputs
         return None
 
-    def extra_fields(self, fields, kind):
+    def extra_fields(self, fields, kind, seed):
         """Further per-input tensors computed from one output's summaries.
 
         Args:
             fields: the summary tensors of one output by `PredictionResult`
                 field name (batch first).
             kind: "classification" or "regression".
+            seed: a `[2]` seed tensor for any randomness (e.g. a randomized
+                conformal set), folded from the call's seed.
 
         Returns:
             A dict of tensors (keras.ops), added to the `PredictionResult` and
             to the serving signature (e.g. conformal `lower` and `upper`).
         """
-        del fields, kind
+        del fields, kind, seed
         return {}
 
     def fresh_seed(self):
@@ -148,6 +157,73 @@ class Posterior(abc.ABC):
         """The object compiled functions are cached on; `as_posterior(cache_owner)` rebuilds this posterior."""
         return self
 
+    # -------------------------------------------------------------- persistence
+    def get_config(self):
+        """A JSON-able description (Keras's registration asks for one; `save` uses `save_state`)."""
+        return {}
+
+    def save_state(self, folder):
+        """Saves what the posterior holds beyond its model into `folder` (see `save`); returns a JSON-able config."""
+        del folder
+        return {}
+
+    @classmethod
+    def from_state(cls, model, folder, config):
+        """The posterior of `model` from what `save_state` wrote."""
+        del folder, config
+        return cls(model)
+
+
+MODEL_FILE, POSTERIOR_FILE = "model.keras", "posterior.json"
+# What `extra_fields` draws from: the call's seed folded with this (never a layer index).
+EXTRA_FIELDS_STREAM = 2**31 - 1
+
+
+def save(posterior, folder):
+    """Writes any posterior to `folder`: its model (`model.keras`), `posterior.json`, and its own state.
+
+    `load(folder)` reads it back, whatever its kind: a subclass saves what it
+    holds beyond the model in `save_state` and is registered with
+    `keras.saving.register_keras_serializable`, so `load` finds it by name.
+
+    Example:
+
+    >>> tfp_uq.posterior.save(laplace_posterior, "served_posterior")
+    >>> posterior = tfp_uq.posterior.load("served_posterior")
+    """
+    posterior = as_posterior(posterior)
+    folder = os.fspath(folder)
+    name = keras.saving.get_registered_name(type(posterior))
+    if keras.saving.get_registered_object(name) is not type(posterior):
+        raise TypeError(
+            f"{type(posterior).__name__} cannot be saved: register it with "
+            "@keras.saving.register_keras_serializable() so load() can find it"
+        )
+    os.makedirs(folder, exist_ok=True)
+    posterior.model.save(os.path.join(folder, MODEL_FILE))
+    config = posterior.save_state(folder)
+    with open(os.path.join(folder, POSTERIOR_FILE), "w") as handle:
+        json.dump({"class": name, "config": config}, handle)
+    return folder
+
+
+def load(folder):
+    """A posterior saved by `Posterior.save` (or a folder holding only a `model.keras`)."""
+    folder = os.fspath(folder)
+    path = os.path.join(folder, MODEL_FILE)
+    if not os.path.exists(path):
+        raise ValueError(f"{folder!r} holds no {MODEL_FILE}: not a folder written by Posterior.save")
+    model = keras.models.load_model(path)
+    description = os.path.join(folder, POSTERIOR_FILE)
+    if not os.path.exists(description):
+        return as_posterior(model)
+    with open(description) as handle:
+        saved = json.load(handle)
+    cls = keras.saving.get_registered_object(saved["class"])
+    if cls is None or not issubclass(cls, Posterior):
+        raise ValueError(f"{folder!r} holds a {saved['class']!r}, which is not a registered tfp_uq posterior")
+    return cls.from_state(model, folder, saved["config"])
+
 
 def _layers(model):
     return [layer for layer in _keras_compat.walk_layers(model) if isinstance(layer, StochasticLayer)]
@@ -158,6 +234,7 @@ def _layers(model):
 MAX_UNROLLED_SAMPLES = 16
 
 
+@keras.saving.register_keras_serializable(package="tfp_uq")
 class ModelPosterior(Posterior):
     """A Keras model's own predictive: its stochastic tfp_uq layers sample, others are fixed.
 
@@ -201,6 +278,10 @@ class ModelPosterior(Posterior):
             lambda output: ops.reshape(output, (num_samples, -1) + tuple(output.shape[1:])), outputs
         )
 
+    @classmethod
+    def from_state(cls, model, folder, config):
+        return as_posterior(model)  # a DeepEnsemble is its own kind
+
     def fresh_seed(self):
         """Advances each stochastic layer's seed generator once; returns a seed mixed from their states."""
         if not self.layers:
@@ -215,7 +296,9 @@ def as_posterior(source):
     """The `Posterior` of what a user passes: a `Posterior` itself, or a Keras model.
 
     A Keras model that is a kind of posterior of its own (`DeepEnsemble`)
-    says so by defining `as_posterior()`; any other model is a
+    says so by defining `as_posterior()`; a model trained by an optimizer
+    that learns a posterior over its weights (`tfp_uq.optimizers.IVON`)
+    gets that optimizer's `posterior(model)`; any other model is a
     `ModelPosterior`.
 
     Raises:
@@ -225,7 +308,15 @@ def as_posterior(source):
         return source
     if isinstance(source, keras.Model):
         own = getattr(source, "as_posterior", None)
-        return own() if callable(own) else ModelPosterior(source)
+        if callable(own):
+            return own()
+        # An optimizer that learns a posterior over the weights it trains (IVON) gives it.
+        optimizer = getattr(source, "optimizer", None)
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
+        learned = getattr(optimizer, "posterior", None)
+        if callable(learned) and getattr(optimizer, "built", False):
+            return learned(source)
+        return ModelPosterior(source)
     raise TypeError(
         "expected a keras.Model or a tfp_uq.posterior.Posterior (DeepEnsemble, PosteriorSamples, a Laplace or "
         f"IVON posterior, a conformal calibrator), got {type(source).__name__}"

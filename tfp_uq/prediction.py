@@ -1,13 +1,14 @@
 """Prediction with uncertainty from any predictive source, many Monte Carlo samples per pass."""
 
 import dataclasses
+import functools
 
 import keras
 import numpy as np
 
 from tfp_uq import _caches, _chunking, _inputs, _random, _summaries, _validation
 from tfp_uq import task as _task
-from tfp_uq.posterior import Posterior, as_posterior
+from tfp_uq.posterior import EXTRA_FIELDS_STREAM, Posterior, as_posterior
 
 __all__ = ["NONFINITE", "PredictionResult", "predict"]
 
@@ -98,20 +99,23 @@ def _signature(batch):
     return keras.tree.map_structure(lambda x: tf.TensorSpec((None,) + x.shape[1:], x.dtype), batch)
 
 
-def _compiled(posterior, name, jit_compile, signature, function):
-    """`function(posterior, *args)` compiled once per posterior (cached on its `cache_owner`)."""
+def _run(owner, function, *args):
+    return function(as_posterior(owner()), *args)
+
+
+def _compiled(posterior, name, jit_compile, signature, function, takes_seed):
+    """`function(posterior, inputs[, seed])` compiled once per posterior (cached on its `cache_owner`)."""
     key = (name, type(posterior).__name__, jit_compile, str(signature))
 
     def make(owner):
-        def run(*args):
-            return function(as_posterior(owner()), *args)
-
+        # A partial, not a closure: TensorFlow counts traces per code object, and one
+        # trace per model of many (a benchmark, a calibration loop) would read as retracing.
+        run = functools.partial(_run, owner, function)
         if keras.backend.backend() != "tensorflow":
             return run
         import tensorflow as tf
 
-        seed_spec = tf.TensorSpec((2,), "int64")
-        specs = [signature, seed_spec] if name.startswith("samples") else [signature]
+        specs = [signature, tf.TensorSpec((2,), "int64")] if takes_seed else [signature]
         return tf.function(run, jit_compile=jit_compile, input_signature=specs)
 
     return _caches.compiled(posterior.cache_owner, key, make)
@@ -124,6 +128,7 @@ def _sampler(posterior, num_samples, jit_compile, signature):
         jit_compile,
         signature,
         lambda p, inputs, seed: p.sample_outputs(inputs, num_samples, seed),
+        takes_seed=True,
     )
 
 
@@ -150,8 +155,10 @@ def _draw(posterior, arrays, keys, num_samples, batch_size, jit_compile, seed):
     signature = _signature(first) if keras.backend.backend() == "tensorflow" else None
     sampler = _sampler(posterior, per_call, jit_compile, signature)
     exact = None
-    if type(posterior).exact_fields is not Posterior.exact_fields:
-        exact = _compiled(posterior, "exact", jit_compile, signature, lambda p, inputs: p.exact_fields(inputs))
+    if posterior.has_exact_fields:
+        exact = _compiled(
+            posterior, "exact", jit_compile, signature, lambda p, inputs: p.exact_fields(inputs), takes_seed=False
+        )
     chunks, exact_chunks, call = [], [], 0
     structure = None
     for start in range(0, n, batch_size):
@@ -327,6 +334,9 @@ def predict(
 
     num_samples = posterior.resolve_num_samples(num_samples)
     outputs, structure, exact = _draw(posterior, arrays, keys, num_samples, batch_size, jit_compile, seed)
+    # A seed for the posterior's extra fields that moves no layer's stream.
+    base = Posterior.fresh_seed(posterior) if seed is None else _random.call_seed(seed, 0)
+    extra_seed = _random.fold_in(_seed_tensor(base), EXTRA_FIELDS_STREAM)
     kinds = posterior.output_kinds(len(outputs))
     results = []
     for index, (samples, kind) in enumerate(zip(outputs, kinds)):
@@ -346,7 +356,7 @@ def predict(
         )
         if on_nonfinite == "refer":
             fields = _mark_nonfinite(fields, nonfinite)
-        extra = _numpy(posterior.extra_fields(fields, name))
+        extra = _numpy(posterior.extra_fields(fields, name, extra_seed))
         unknown = set(extra) - _RESULT_FIELDS
         if unknown:
             raise TypeError(f"{type(posterior).__name__}.extra_fields returned unknown fields {sorted(unknown)}")

@@ -170,6 +170,7 @@ class _Likelihood:
         return cls(likelihood, config["noise_scale"], config["from_logits"])
 
 
+@keras.saving.register_keras_serializable(package="tfp_uq")
 class PosteriorSamples(Posterior):
     """Posterior samples of a model's weights, with predictions and diagnostics.
 
@@ -291,6 +292,14 @@ class PosteriorSamples(Posterior):
         for name in ("ess", "rhat"):
             arrays.update({f"{name}{i}": np.asarray(v) for i, v in enumerate(self.diagnostics.get(name, []))})
         np.savez(path, config=np.asarray(json.dumps(config)), **arrays)
+
+    def save_state(self, folder):
+        self.save(os.path.join(folder, "samples.npz"))
+        return {}
+
+    @classmethod
+    def from_state(cls, model, folder, config):
+        return cls.load(os.path.join(folder, "samples.npz"), model)
 
     @classmethod
     def load(cls, path, model):
