@@ -14,6 +14,7 @@ example is  mean NLL + KL / N  for N training examples: set
 """
 
 import collections
+import functools
 import warnings
 
 import keras
@@ -195,6 +196,11 @@ class VariationalLayer(StochasticLayer):
         return config
 
 
+def _draw_with(layer, seed, output, values):
+    """`layer()._draw_posteriors(...)` for a weak reference `layer` (the compiled draw's body)."""
+    return layer()._draw_posteriors(seed, output, values)
+
+
 class BayesianLayer(VariationalLayer):
     """Base class of layers with mean-field Normal posteriors over weights.
 
@@ -341,10 +347,9 @@ class BayesianLayer(VariationalLayer):
             return drawn
 
         def make(layer):
-            def draw(seed, output, values):
-                return layer()._draw_posteriors(seed, output, values)
-
-            return tf.function(draw, jit_compile=True, autograph=False)
+            # A partial, not a closure: TensorFlow counts traces per code object, and
+            # one trace per layer of a large model would read as retracing.
+            return tf.function(functools.partial(_draw_with, layer), jit_compile=True, autograph=False)
 
         return _caches.compiled(self, "draw_posteriors", make)(seed, output, values)
 
