@@ -26,8 +26,20 @@ second row, "XLA-compiled draw", timed with the kernels switched off
 When `tf_keras` is importable, TFP's own `tfp.layers` equivalents run side by
 side (their ratio is against the tf_keras plain layer).
 
-Run:  .venv/bin/python benchmarks/layers_speed.py  [--steps 200] [--threads 2] [--only mlp|cnn]
-Takes about 10 minutes on 2 CPU cores with the defaults.
+Four more model kinds (`--only`), each with the plain Keras layer first and
+its Bayesian twins after it, ratios against the plain one:
+- conv_transpose: 14x14x16 inputs, two Conv2DTranspose (32 and 16 filters,
+  3x3, stride 2, ReLU) up to 56x56, then a 4x4 average pool, Flatten, Dense(10).
+- depthwise: 28x28x16 inputs, two DepthwiseConv2D (3x3, ReLU), Flatten, Dense(10).
+- attention: 32 tokens of 64 features, a 4-head MultiHeadAttention block (key
+  dimension 16) with a residual, pooling and Dense(10); the Bayesian rows are
+  that model after `tfp_uq.bayesianize` (its four EinsumDense projections and
+  the head converted in place).
+- lstm: sequences of 32 steps of 16 features, LSTM(128), Dense(10).
+
+Run:  .venv/bin/python benchmarks/layers_speed.py  [--steps 200] [--threads 2]
+          [--only mlp|cnn|conv_transpose|depthwise|attention|lstm]
+Takes about 10 minutes on 2 CPU cores with the defaults (MLP and CNN).
 """
 
 import argparse
@@ -35,6 +47,16 @@ import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+KINDS = {
+    "mlp": "MLP 784-256-10",
+    "cnn": "CNN 2 x Conv2D on 28x28x1",
+    "conv_transpose": "2 x Conv2DTranspose 14x14x16 -> 56x56",
+    "depthwise": "2 x DepthwiseConv2D on 28x28x16",
+    "attention": "4-head attention block, 32 tokens x 64",
+    "lstm": "LSTM(128) on 32 steps x 16",
+}
 
 
 def parse_args():
@@ -46,7 +68,7 @@ def parse_args():
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timings per model")
     parser.add_argument("--instances", type=int, default=2, help="best of this many freshly built models")
     parser.add_argument("--no-tfp", action="store_true", help="skip TFP's tf_keras layers")
-    parser.add_argument("--only", choices=("mlp", "cnn"), help="run one of the two models")
+    parser.add_argument("--only", choices=tuple(KINDS), help="run one model kind")
     return parser.parse_args()
 
 
@@ -125,6 +147,96 @@ def _cnn(module, cls, kwargs):
     )
 
 
+def _attention(bayesianize_method=None):
+    import keras
+
+    import tfp_uq
+
+    inputs = keras.Input((32, 64))
+    attended = keras.layers.MultiHeadAttention(4, 16)(inputs, inputs)
+    pooled = keras.layers.GlobalAveragePooling1D()(attended + inputs)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(pooled))
+    if bayesianize_method is None:
+        return model
+    return tfp_uq.bayesianize(model, method=bayesianize_method, num_examples=10_000, seed=0)
+
+
+def _new_kinds(model_kind):
+    """(input shape, [(row name, model factory)]) of the layer kinds added for issue 25."""
+    import keras
+
+    import tfp_uq
+
+    bayes = {"kl_weight": 1e-4}
+
+    def sequential(shape, *layer_list):
+        return lambda: keras.Sequential([keras.Input(shape), *[make() for make in layer_list]])
+
+    head = [keras.layers.Flatten, lambda: keras.layers.Dense(10, activation="softmax")]
+    if model_kind == "conv_transpose":
+        shape = (14, 14, 16)
+
+        def upsampling(cls, kwargs):
+            return sequential(
+                shape,
+                lambda: cls(32, 3, strides=2, padding="same", activation="relu", **kwargs),
+                lambda: cls(16, 3, strides=2, padding="same", activation="relu", **kwargs),
+                lambda: keras.layers.AveragePooling2D(4),
+                *head,
+            )
+
+        return shape, [
+            ("keras Conv2DTranspose", upsampling(keras.layers.Conv2DTranspose, {})),
+            (
+                "tfp_uq Conv2DTransposeReparameterization",
+                upsampling(tfp_uq.layers.Conv2DTransposeReparameterization, bayes),
+            ),
+            ("tfp_uq Conv2DTransposeFlipout", upsampling(tfp_uq.layers.Conv2DTransposeFlipout, bayes)),
+        ]
+    if model_kind == "depthwise":
+        shape = (28, 28, 16)
+
+        def depthwise(cls, kwargs):
+            return sequential(
+                shape, lambda: cls(3, activation="relu", **kwargs), lambda: cls(3, activation="relu", **kwargs), *head
+            )
+
+        return shape, [
+            ("keras DepthwiseConv2D", depthwise(keras.layers.DepthwiseConv2D, {})),
+            (
+                "tfp_uq DepthwiseConv2DReparameterization",
+                depthwise(tfp_uq.layers.DepthwiseConv2DReparameterization, bayes),
+            ),
+            ("tfp_uq DepthwiseConv2DFlipout", depthwise(tfp_uq.layers.DepthwiseConv2DFlipout, bayes)),
+        ]
+    if model_kind == "attention":
+        return (32, 64), [
+            ("keras MultiHeadAttention (EinsumDense)", _attention),
+            ("tfp_uq EinsumDenseReparameterization", lambda: _attention("reparameterization")),
+            ("tfp_uq EinsumDenseFlipout", lambda: _attention("flipout")),
+        ]
+    shape = (32, 16)
+
+    def recurrent(cls, kwargs):
+        return sequential(shape, lambda: cls(128, **kwargs), lambda: keras.layers.Dense(10, activation="softmax"))
+
+    return shape, [
+        ("keras LSTM", recurrent(keras.layers.LSTM, {})),
+        ("tfp_uq LSTMReparameterization", recurrent(tfp_uq.layers.LSTMReparameterization, bayes)),
+        ("tfp_uq LSTMFlipout", recurrent(tfp_uq.layers.LSTMFlipout, bayes)),
+    ]
+
+
+def _factories(model_kind):
+    """(input shape, [(row name, model factory)]) of one model kind."""
+    import keras
+
+    if model_kind not in ("mlp", "cnn"):
+        return _new_kinds(model_kind)
+    build, shape, kinds = _keras_kinds(model_kind)
+    return shape, [(name, lambda cls=cls, kwargs=kwargs: build(keras, cls, kwargs)) for name, cls, kwargs in kinds]
+
+
 def _keras_kinds(model_kind):
     import keras
 
@@ -161,20 +273,16 @@ def _kernels_built():
 
 
 def keras_rows(tf, args, model_kind):
-    import keras
-
-    build, shape, kinds = _keras_kinds(model_kind)
+    shape, factories = _factories(model_kind)
     data = dataset(tf, args.batch_size, shape)
     rows = []
     for jit in (False, True):
-        for name, cls, kwargs in kinds:
-            rows.append(
-                (name, jit, _best_time(tf, lambda cls=cls, kwargs=kwargs: build(keras, cls, kwargs), data, jit, args))
-            )
+        for name, factory in factories:
+            rows.append((name, jit, _best_time(tf, factory, data, jit, args)))
             if not jit and name.startswith("tfp_uq") and _kernels_built():
                 os.environ["TFP_UQ_NATIVE"] = "0"  # read when a model's step is traced
                 try:
-                    seconds = _best_time(tf, lambda cls=cls, kwargs=kwargs: build(keras, cls, kwargs), data, jit, args)
+                    seconds = _best_time(tf, factory, data, jit, args)
                 finally:
                     del os.environ["TFP_UQ_NATIVE"]
                 rows.append((f"{name}, XLA-compiled draw", jit, seconds))
@@ -183,14 +291,12 @@ def keras_rows(tf, args, model_kind):
 
 def forward_rows(tf, args, model_kind):
     """Seconds per forward pass (training=False, one sample) of a batch."""
-    import keras
-
-    build, shape, kinds = _keras_kinds(model_kind)
+    shape, factories = _factories(model_kind)
     x = next(iter(dataset(tf, args.batch_size, shape)))[0]
     rows = []
     for jit in (False, True):
-        for name, cls, kwargs in kinds:
-            model = build(keras, cls, kwargs)
+        for name, factory in factories:
+            model = factory()
             forward = tf.function(lambda x, model=model: model(x, training=False), jit_compile=jit)
             rows.append((name, jit, best_call_seconds(lambda forward=forward: forward(x), args.steps, args.repeats)))
     return rows
@@ -226,7 +332,9 @@ def tfp_rows(tf, args, model_kind):
 
 
 def print_table(title, rows):
-    baseline = {jit: seconds for name, jit, seconds in rows if name.endswith((" Dense", " Conv2D"))}
+    baseline = {}
+    for _, jit, seconds in rows:  # the first row of each mode is the plain layer
+        baseline.setdefault(jit, seconds)
     eager = {name: seconds for name, jit, seconds in rows if not jit}
     print(f"\n{title}")
     print(f"{'layer':56s} {'XLA':>4s} {'steps/s':>9s} {'ms/step':>8s} {'x plain':>8s} {'x no-XLA':>9s}")
@@ -248,12 +356,14 @@ def main():
         f"x {args.repeats} timings x {args.steps} steps; tfp_uq's C++ kernels "
         f"{'built' if _kernels_built() else 'not built: XLA-compiled draws only'}"
     )
-    for kind, title in (("mlp", "MLP 784-256-10"), ("cnn", "CNN 2 x Conv2D on 28x28x1")):
+    # Without --only, the two models of the original table.
+    for kind in KINDS if args.only else ("mlp", "cnn"):
         if args.only not in (None, kind):
             continue
+        title = KINDS[kind]
         print_table(f"{title}, Keras 3 (tfp_uq)", keras_rows(tf, args, kind))
         print_table(f"{title}, one forward pass (training=False), Keras 3 (tfp_uq)", forward_rows(tf, args, kind))
-        if not args.no_tfp:
+        if not args.no_tfp and kind in ("mlp", "cnn"):
             rows = tfp_rows(tf, args, kind)
             print_table(f"{title}, tf_keras (TFP's own layers)", rows) if rows else print(
                 "\ntf_keras not importable: TFP's layers skipped"

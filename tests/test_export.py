@@ -11,19 +11,21 @@ import tfp_uq
 from tfp_uq import layers
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "_scripts", "serve_export.py")
+SERVE_MANY = os.path.join(os.path.dirname(__file__), "_scripts", "serve_exports.py")
 X = np.random.default_rng(0).normal(size=(7, 4)).astype("float32")
+
+_NO_TFP_UQ = {**os.environ, "PYTHONPATH": ""}  # the served process cannot import tfp_uq
 
 
 def _serve_in_fresh_process(path, x, tmp_path):
     np.save(tmp_path / "x.npy", x)
-    env = {**os.environ, "PYTHONPATH": ""}
     completed = subprocess.run(
         [sys.executable, SCRIPT, str(path), str(tmp_path / "x.npy")],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=str(tmp_path),
-        env=env,
+        env=_NO_TFP_UQ,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -172,3 +174,57 @@ def test_a_short_soak_of_concurrent_requests_stays_correct_and_flat_in_memory(tm
     assert report["failures"] == 0 and not report["tfp_uq_imported"]
     assert report["requests"] == 400 and report["p99_ms"] >= report["p50_ms"] > 0
     assert report["rss_growth"] < 0.05, report
+
+
+def _issue_25_models():
+    """Models made of every family of issue 25's layers, with inputs: a masked token sequence and a signal."""
+    ids = np.random.default_rng(1).integers(0, 9, size=(5, 6)).astype("int32")
+    ids[0, 4:] = 0  # padding, masked
+    tokens = keras.Sequential(
+        [
+            keras.Input((6,), dtype="int32"),
+            layers.EmbeddingReparameterization(9, 4, mask_zero=True, seed=1, posterior_scale_init=0.2),
+            layers.LSTMFlipout(5, seed=2, posterior_scale_init=0.2),
+            layers.EinsumDenseFlipout("ab,bc->ac", 2, bias_axes="c", seed=3, posterior_scale_init=0.2),
+        ]
+    )
+    signal = np.random.default_rng(2).normal(size=(5, 6, 2)).astype("float32")
+    scale = dict(posterior_scale_init=0.2)
+    convolutions = keras.Sequential(
+        [
+            keras.Input((6, 2)),
+            layers.Conv1DTransposeFlipout(3, 3, strides=2, seed=1, **scale),
+            layers.DepthwiseConv1DReparameterization(3, depth_multiplier=2, seed=2, **scale),
+            layers.SeparableConv1DFlipout(3, 3, seed=3, **scale),
+            layers.GRUReparameterization(2, seed=4, **scale),
+        ]
+    )
+    return [(tokens, ids), (convolutions, signal)]
+
+
+@pytest.mark.slow
+def test_models_of_issue_25_layers_export_their_uncertainty(tmp_path):
+    # 16 samples: predict's one call for layers that unroll samples, so served and predicted draws coincide.
+    models = _issue_25_models()
+    arguments = []
+    for index, (model, x) in enumerate(models):
+        path = tfp_uq.export(model, tmp_path / f"export{index}", num_samples=16, task="regression", seed=5)
+        np.save(tmp_path / f"x{index}.npy", x)
+        arguments += [str(path), str(tmp_path / f"x{index}.npy")]
+    completed = subprocess.run(
+        [sys.executable, SERVE_MANY, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(tmp_path),
+        env=_NO_TFP_UQ,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    served = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert not served["tfp_uq_imported"]
+    for (model, x), outputs in zip(models, served["outputs"]):
+        expected = tfp_uq.predict(model, x, num_samples=16, seed=5, jit_compile=True, task="regression")
+        outputs = {k: np.asarray(v) for k, v in outputs.items()}
+        np.testing.assert_allclose(outputs["mean"], expected.mean, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(outputs["epistemic_std"] ** 2, expected.epistemic_variance, rtol=1e-3, atol=1e-8)
+        assert np.all(outputs["epistemic_std"] > 0)

@@ -11,7 +11,19 @@ import pytest
 pytest.importorskip("jax", reason="the test extra installs jax")
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "_scripts", "jax_run.py")
-LAYERS = ["DenseFlipout", "DenseReparameterization", "DenseLocalReparameterization", "Conv2DFlipout"]
+LAYERS = [
+    "DenseFlipout",
+    "DenseReparameterization",
+    "DenseLocalReparameterization",
+    "Conv2DFlipout",
+    "Conv2DTransposeFlipout",
+    "DepthwiseConv2DFlipout",
+    "SeparableConv2DFlipout",
+    "EinsumDenseFlipout",
+    "EmbeddingReparameterization",
+    "LSTMFlipout",
+    "GRUReparameterization",
+]
 
 
 @pytest.fixture(scope="module")

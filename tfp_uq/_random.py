@@ -256,6 +256,70 @@ def rademacher(shape, seed, dtype="float32", training=None):
     return ops.cast(2 * bits - 1, dtype)
 
 
+def _normal_at(index, seed):
+    import tensorflow as tf
+
+    words = tf.cast(tf.cast(seed, "int64"), "uint32")  # the low 32 bits of each
+    key0 = xxh32(words[..., 0], words[..., 1], tf.constant(0, "uint32"))
+    key1 = xxh32(words[..., 0], words[..., 1], tf.constant(1, "uint32"))
+    # A key per leading row of `index` (`[n, 2]` seeds), or one for all: broadcast along the other axes.
+    keys_shape = tf.concat([tf.shape(key0), tf.ones([tf.rank(index) - tf.rank(key0)], "int32")], 0)
+    key0, key1 = tf.reshape(key0, keys_shape), tf.reshape(key1, keys_shape)
+    return normal_from_bits(xxh32(tf.cast(index, "uint32"), key1, key0))
+
+
+def normal_at(index, seed, dtype="float32"):
+    """Standard Normal values at flat element positions `index` of a stream, drawn only there.
+
+    On TensorFlow, `normal_at(i, seed)` is `normal(shape, seed)` flattened at
+    position i, for any shape: an embedding layer draws its posterior at the
+    rows a batch looks up, and the same row gets the same numbers wherever it
+    occurs in the batch, without drawing the whole table. On other backends
+    each value is a draw keyed by (seed, index), from `jax.random`.
+
+    Args:
+        index: a non-negative integer tensor of positions (< 2^32).
+        seed: a `[2]`-shaped integer seed tensor, or `[n, 2]`: one seed per
+            leading row of `index` (Monte Carlo sample s of vectorised
+            prediction has its own, `sample_seeds`).
+        dtype: dtype of the result.
+
+    Returns:
+        A tensor of `index`'s shape.
+    """
+    if _is_tensorflow():
+        import tensorflow as tf
+
+        compiled = _caches.compiled(
+            _normal_at,
+            "xla",
+            lambda _: tf.function(_normal_at, jit_compile=True, autograph=False, reduce_retracing=True),
+        )
+        return tf.cast(compiled(tf.convert_to_tensor(index), tf.convert_to_tensor(seed)), dtype)
+    import jax
+
+    index = ops.convert_to_tensor(index, "uint32")
+    seed = ops.convert_to_tensor(seed, "uint32")
+
+    def draw(key, positions):
+        flat = positions.reshape(-1)
+        values = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i)))(flat)
+        return values.reshape(positions.shape)
+
+    values = jax.vmap(draw)(seed, index) if seed.ndim == 2 else draw(seed, index)
+    return ops.cast(values, dtype)
+
+
+def sample_seeds(seed, num_samples):
+    """`[num_samples, 2]` seeds, one per Monte Carlo sample, from a `[2]` seed.
+
+    Sample s offsets the second word by s; sub-streams (`substream`) offset
+    the first, so the two never meet.
+    """
+    offsets = ops.stack([ops.zeros((num_samples,), seed.dtype), ops.arange(num_samples, dtype=seed.dtype)], axis=1)
+    return seed[None, :] + offsets
+
+
 def uniform(shape, seed, dtype="float32"):
     """Uniform draw on [0, 1) of `shape` from a `[2]`-shaped seed tensor."""
     if _is_tensorflow():

@@ -14,6 +14,7 @@ example is  mean NLL + KL / N  for N training examples: set
 """
 
 import collections
+import functools
 import warnings
 
 import keras
@@ -195,6 +196,11 @@ class VariationalLayer(StochasticLayer):
         return config
 
 
+def _draw_with(layer, seed, output, values):
+    """`layer()._draw_posteriors(...)` for a weak reference `layer` (the compiled draw's body)."""
+    return layer()._draw_posteriors(seed, output, values)
+
+
 class BayesianLayer(VariationalLayer):
     """Base class of layers with mean-field Normal posteriors over weights.
 
@@ -341,10 +347,9 @@ class BayesianLayer(VariationalLayer):
             return drawn
 
         def make(layer):
-            def draw(seed, output, values):
-                return layer()._draw_posteriors(seed, output, values)
-
-            return tf.function(draw, jit_compile=True, autograph=False)
+            # A partial, not a closure: TensorFlow counts traces per code object, and
+            # one trace per layer of a large model would read as retracing.
+            return tf.function(functools.partial(_draw_with, layer), jit_compile=True, autograph=False)
 
         return _caches.compiled(self, "draw_posteriors", make)(seed, output, values)
 
@@ -366,8 +371,7 @@ class BayesianLayer(VariationalLayer):
 
     # ------------------------------------------------------------------- call
     def call(self, inputs, training=None):
-        # Layers with autocast off get their inputs uncast: cast them here.
-        inputs = ops.cast(inputs, self.compute_dtype)
+        inputs = self._cast_inputs(inputs)
         seed = self.next_seed()
         num_samples = _sampling.num_samples()
         if num_samples and not self.deterministic and not self.independent_per_example:
@@ -381,6 +385,10 @@ class BayesianLayer(VariationalLayer):
         if not num_samples:
             self.add_kl_loss(kl, training)
         return self._activate(outputs)
+
+    def _cast_inputs(self, inputs):
+        """The inputs as the hooks take them: in the compute dtype (autocast is off)."""
+        return ops.cast(inputs, self.compute_dtype)
 
     def _mean_outputs(self, inputs):
         """Outputs (before `_activate`) with every weight at its posterior mean."""

@@ -16,9 +16,12 @@ class BayesianDense(_linear.BayesianLinear):
     `(batch_size, ..., units)`, as `keras.layers.Dense`.
     """
 
+    unrolls_samples = False  # _linear_per_sample batches the samples
+
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
         self.units = _validation.positive_int("units", units)
+        self.supports_masking = True  # a mask passes through, as keras.layers.Dense
 
     def build(self, input_shape):
         if len(input_shape) < 2:
@@ -35,7 +38,7 @@ class BayesianDense(_linear.BayesianLinear):
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
         self.built = True
 
-    def _linear(self, inputs, kernel):
+    def _linear(self, inputs, kernel, name="kernel"):
         return ops.matmul(inputs, kernel)
 
     def _broadcastable_bias(self, bias):
@@ -44,7 +47,7 @@ class BayesianDense(_linear.BayesianLinear):
     def _linear_per_sample(self, inputs, kernels, biases, num_samples):
         shape = ops.shape(inputs)
         blocks = ops.reshape(inputs, (num_samples, -1, shape[-1]))
-        outputs = ops.matmul(blocks, kernels)
+        outputs = ops.matmul(blocks, kernels["kernel"])
         if biases is not None:
             outputs = outputs + biases[:, None, :]
         return ops.reshape(outputs, tuple(shape[:-1]) + (self.units,))
