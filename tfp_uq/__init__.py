@@ -1,6 +1,8 @@
 """tfp-uq: honest uncertainty for any Keras 3 model."""
 
 from tfp_uq import active_learning, callbacks, ensembles, inference, layers, losses, metrics, monitoring, priors, recalibration, selective
+from tfp_uq import laplace
+from tfp_uq.laplace import LaplacePosterior
 from tfp_uq.convert import bayesianize
 from tfp_uq.export import export
 from tfp_uq.elbo import bayesian_layers, set_deterministic, set_kl_weight
