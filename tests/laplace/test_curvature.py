@@ -153,3 +153,21 @@ def test_kfac_of_a_convolution_has_the_grosse_martens_factors():
     head = model.layers[-1].kernel.numpy().reshape(2, 2, 2)  # (pixel row, pixel column, channel) -> output
     per_pixel = head.reshape(4, 2)
     np.testing.assert_allclose(_curvature(posterior, "columns_0"), 10 * per_pixel.T @ per_pixel, rtol=1e-5)
+
+
+def test_a_softmax_layer_after_the_head_gives_the_logits_of_a_softmax_activation():
+    x, y = _classification_data(3)
+    fused = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="tanh"),
+                              keras.layers.Dense(3, activation="softmax")])
+    split = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(3),
+                              keras.layers.Softmax()])
+    split.set_weights(fused.get_weights())
+    posteriors = []
+    for model in (fused, split):
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        posteriors.append(laplace.fit(model, (x, y), subset="all", hessian="full", prior_precision=1.0, verbose=0))
+    np.testing.assert_allclose(_curvature(posteriors[1], "ggn"), _curvature(posteriors[0], "ggn"), rtol=1e-5, atol=1e-8)
+    mean_fused, variance_fused = posteriors[0].function_moments(x[:5])
+    mean_split, variance_split = posteriors[1].function_moments(x[:5])
+    np.testing.assert_allclose(mean_split, mean_fused, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(variance_split, variance_fused, rtol=1e-4, atol=1e-7)

@@ -118,7 +118,7 @@ def test_a_non_positive_prior_precision_is_refused(classifier):
     for value in (0.0, -1.0):
         with pytest.raises(ValueError, match="prior_precision must be > 0"):
             laplace.fit(classifier, _data(), prior_precision=value, verbose=0)
-    with pytest.raises(ValueError, match="prior_precision must be 'marglik' or a positive float"):
+    with pytest.raises(ValueError, match="prior_precision must be 'marglik', 'gridsearch' or a positive float"):
         laplace.fit(classifier, _data(), prior_precision="grid", verbose=0)
     with pytest.raises(ValueError, match="noise_scale must be > 0"):
         laplace.fit(classifier, _data(), likelihood="classification", noise_scale=0.0, verbose=0)
@@ -169,3 +169,18 @@ def test_kron_on_a_subclassed_model_points_to_diag():
     model(np.zeros((1, 3), "float32"))
     with pytest.raises(ValueError, match="hessian='kron' needs each covered layer's inputs.*use hessian='diag'"):
         laplace.fit(model, _data(), verbose=0)
+
+
+def test_a_reloaded_model_gives_the_same_posterior(tmp_path):
+    # Loading calls a Sequential model's layers several times; the posterior must read the graph the model runs.
+    x, y = _data(60)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"),
+                              keras.layers.Dense(2, activation="softmax")])
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for each in (model, loaded):
+        each.compile("adam", "sparse_categorical_crossentropy")
+    kwargs = dict(subset="all", prior_precision=1.0, verbose=0)
+    np.testing.assert_allclose(laplace.fit(loaded, (x, y), **kwargs).covariance(),
+                               laplace.fit(model, (x, y), **kwargs).covariance(), rtol=1e-6)

@@ -25,7 +25,7 @@ def binary():
     x = rng.normal(size=(60, 2)).astype("float32")
     y = (x[:, 0] - 0.5 * x[:, 1] + 0.5 * rng.normal(size=60) > 0).astype("float32")
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    model.compile(keras.optimizers.Adam(0.1), keras.losses.BinaryCrossentropy(from_logits=True))
+    model.compile(keras.optimizers.Adam(0.1), keras.losses.BinaryCrossentropy(from_logits=True), jit_compile=False)
     model.fit(x, y, epochs=30, batch_size=60, verbose=0)
     posterior = laplace.fit(model, (x, y), subset="all", hessian="full", verbose=0)
     x_test = np.array([[0.0, 0.0], [1.0, 1.0], [-2.0, 1.0], [3.0, -3.0], [0.5, 4.0]], "float32")
@@ -68,7 +68,7 @@ def _softmax_regression(predictive):
     x = rng.normal(size=(90, 3)).astype("float32")
     y = np.argmax(x @ rng.normal(size=(3, 3)) + rng.normal(size=(90, 3)), axis=1)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, activation="softmax")])
-    model.compile(keras.optimizers.Adam(0.1), "sparse_categorical_crossentropy")
+    model.compile(keras.optimizers.Adam(0.1), "sparse_categorical_crossentropy", jit_compile=False)
     model.fit(x, y, epochs=20, batch_size=90, verbose=0)
     return model, (x, y)
 
@@ -103,7 +103,7 @@ def heteroscedastic():
 
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(2),
                               GaussianHead()])
-    model.compile(keras.optimizers.Adam(0.02), GaussianNLL())
+    model.compile(keras.optimizers.Adam(0.02), GaussianNLL(), jit_compile=False)
     model.fit(x, y, epochs=40, batch_size=32, verbose=0)
     return model, (x, y)
 

@@ -12,9 +12,9 @@ Example:
 >>> fields = posterior.exact_fields(x_test)[0]                     # probit probabilities
 """
 
-from tfp_uq.laplace import curvature, marglik
+from tfp_uq.laplace import curvature, gridsearch, marglik
 from tfp_uq.laplace._structures import FULL_MAX_PARAMETERS
-from tfp_uq.laplace.fit import LIKELIHOODS, SUBSETS, fit
+from tfp_uq.laplace.fit import LIKELIHOODS, PRIOR_METHODS, SUBSETS, fit
 from tfp_uq.laplace.posterior import LINKS, PREDICTIVES, LaplacePosterior
 
 HESSIANS = curvature.HESSIANS
@@ -27,9 +27,11 @@ __all__ = [
     "LINKS",
     "LaplacePosterior",
     "PREDICTIVES",
+    "PRIOR_METHODS",
     "PRIOR_STRUCTURES",
     "SUBSETS",
     "curvature",
     "fit",
+    "gridsearch",
     "marglik",
 ]

@@ -86,6 +86,16 @@ def _source_batches(source):
     yield from source.as_numpy_iterator()
 
 
+def fixed_size(batches):
+    """`(index, (x, y, weights))` of `batches`, each of the first batch's size (split, or padded with weight 0)."""
+    size = None
+    for index, (x, y) in enumerate(batches):
+        size = size or len(y)
+        for start in range(0, len(y), size):  # a source's batch larger than its first is split
+            part = keras.tree.map_structure(lambda leaf: leaf[start : start + size], x), y[start : start + size]
+            yield index, padded(*part, size)
+
+
 def padded(x, y, size):
     """`(x, y, weights)` with the batch padded to `size` examples of weight 0 (one compiled shape for all)."""
     count = len(y)

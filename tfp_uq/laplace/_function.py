@@ -120,15 +120,35 @@ def graph_input(model):
         return None
 
 
-def output_layer(model):
-    """The layer that makes a graph model's single output."""
-    output = model.outputs[0]
-    for layer in reversed(model.layers):
-        try:
-            if layer.output is output:
-                return layer
-        except (AttributeError, ValueError):
-            continue
+def _replay(model):
+    """`(inputs, output, calls)`: the model's graph built again on new inputs from its own layers.
+
+    `calls` maps each layer's id to its `(inputs, outputs)` in that graph,
+    one pair per call. Reading `layer.input` instead would be wrong for a
+    layer called in several graphs (a loaded Sequential model calls its
+    layers more than once while it is built).
+    """
+    calls = {}
+
+    def record(layer, *args, **kwargs):
+        outputs = layer(*args, **kwargs)
+        calls.setdefault(id(layer), []).append((args[0] if args else None, outputs))
+        return outputs
+
+    if isinstance(model, keras.Sequential):
+        spec = model.inputs[0]
+        inputs = output = keras.Input(shape=spec.shape[1:], dtype=spec.dtype)
+        for layer in model.layers:
+            output = record(layer, output)
+        return inputs, output, calls
+    clone = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=record)
+    return clone.input, keras.tree.flatten(clone.output)[0], calls
+
+
+def _producer(model, output, calls):
+    for layer in model.layers:
+        if any(outputs is output for _, outputs in calls.get(id(layer), ())):
+            return layer
     return None
 
 
@@ -140,38 +160,46 @@ class GraphFunction:
         blocks: `_blocks.Block`s of layers at the model's top level, each called once.
         logits: whether f is the logits of the model's probability outputs (classification
             without `from_logits`).
+        replay: `_replay(model)`, if already built.
     """
 
-    def __init__(self, model, blocks, logits):
+    def __init__(self, model, blocks, logits, replay=None):
         self.model, self.blocks = model, list(blocks)
-        producer = output_layer(model)
+        inputs, output, calls = replay or _replay(model)
+        self.producer = producer = _producer(model, output, calls)
+
+        def call_of(layer):
+            return calls[id(layer)][0]
+
         self._head = None  # a final layer with a softmax / sigmoid activation, whose pre-activation is f
         self._source = "output"
-        taps = {}
+        taps = {"source": output}
         if logits:
             activation = getattr(producer, "activation", None)
             if isinstance(producer, keras.layers.Softmax) or (
                 isinstance(producer, keras.layers.Activation) and activation in _PROBABILITY_ACTIVATIONS
             ):
                 self._source = "producer_input"
-                taps["source"] = producer.input
+                taps["source"] = call_of(producer)[0]
             elif activation in _PROBABILITY_ACTIVATIONS and _blocks.is_supported(producer):
                 self._head = next((b for b in self.blocks if b.layer is producer), None) or _blocks.block(producer)
                 self._source = "head"
-                taps["source"] = producer.input
+                taps["source"] = call_of(producer)[0]
             else:
                 self._source = "log_probabilities"
-        if self._source in ("output", "log_probabilities"):
-            taps["source"] = model.outputs[0]
         # A block is the identity when f is its pre-activation: its gradient in f needs no pass back.
         self.identity = [
-            b.layer is producer
-            and (self._source == "head" or (self._source == "output" and b.layer.activation is keras.activations.linear))
+            (self._source == "head" and b.layer is producer)
+            or (
+                self._source in ("output", "producer_input")
+                and call_of(b.layer)[1] is taps["source"]
+                and b.layer.activation is keras.activations.linear
+            )
             for b in self.blocks
         ]
-        taps["inputs"] = [b.layer.input for b in self.blocks]
-        taps["outputs"] = [b.layer.output for b, identity in zip(self.blocks, self.identity) if not identity]
-        self._taps = keras.Model(graph_input(model), taps)
+        taps["inputs"] = [call_of(b.layer)[0] for b in self.blocks]
+        taps["outputs"] = [call_of(b.layer)[1] for b, identity in zip(self.blocks, self.identity) if not identity]
+        self._taps = keras.Model(inputs, taps)
 
     def _f(self, taps):
         source = taps["source"]
@@ -180,10 +208,6 @@ class GraphFunction:
         if self._source == "log_probabilities":
             return _logits_of_probabilities(source)
         return source
-
-    def __call__(self, inputs):
-        """f at the model's weights, `(batch, outputs)`."""
-        return self._f(self._taps(inputs, training=False))
 
     def jacobians(self, inputs, cotangents):
         """`(f, [per-block Jacobian])` for cotangent columns `cotangents(f) -> (batch, outputs, columns)`.
@@ -236,22 +260,15 @@ class StatelessFunction:
         self.model, self.blocks, self._logits = model, list(blocks), logits
         self.identity = [False] * len(self.blocks)
 
-    def outputs(self, inputs, matrices=None):
-        """The model's outputs with block matrices `matrices` (None: its own weights)."""
-        return call_with_matrices(self.model, self.blocks, inputs, matrices)
-
     def _f(self, outputs):
         return _logits_of_probabilities(outputs) if self._logits else outputs
-
-    def __call__(self, inputs):
-        return self._f(self.model(inputs, training=False))
 
     def jacobians(self, inputs, cotangents):
         """`(f, [Dense per block])`; see `GraphFunction.jacobians`."""
         matrices = [b.matrix(b.kernel.value, None if b.bias is None else b.bias.value) for b in self.blocks]
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(matrices)
-            f = self._f(self.outputs(inputs, matrices))
+            f = self._f(call_with_matrices(self.model, self.blocks, inputs, matrices))
             columns = ops.stop_gradient(cotangents(f))
             projected = ops.einsum("nk,nkc->nc", f, columns)
         jacobians = tape.jacobian(projected, matrices, experimental_use_pfor=True)
@@ -282,15 +299,9 @@ def _takes_training(model):
 
 
 def function_for(model, blocks, logits):
-    """`GraphFunction` when the model's layer graph exposes every block, else `StatelessFunction`."""
-    if graph_input(model) is not None and all(_called_once(b.layer) for b in blocks):
-        return GraphFunction(model, blocks, logits)
+    """`GraphFunction` when the model's layer graph holds every block, called once; else `StatelessFunction`."""
+    if graph_input(model) is not None:
+        replay = _replay(model)
+        if all(len(replay[2].get(id(b.layer), ())) == 1 for b in blocks):
+            return GraphFunction(model, blocks, logits, replay)
     return StatelessFunction(model, blocks, logits)
-
-
-def _called_once(layer):
-    try:
-        layer.input, layer.output
-    except (AttributeError, ValueError):
-        return False
-    return True

@@ -108,14 +108,10 @@ def accumulate(hessian, function, likelihood, batches, verbose=1, jit_compile=Tr
         return batch_statistics(hessian, function, likelihood, inputs, targets, weights)
 
     progress = keras.utils.Progbar(batches.num_batches, verbose=verbose, unit_name="batch")
-    totals, size = {}, None
-    for index, (x, y) in enumerate(batches):
-        size = size or len(y)
-        for start in range(0, len(y), size):  # a source's batch larger than its first is split
-            part = keras.tree.map_structure(lambda leaf: leaf[start : start + size], x), y[start : start + size]
-            values = _function.run_compiled(step, *_data.padded(*part, size))
-            for key, value in values.items():
-                totals[key] = totals.get(key, 0.0) + np.asarray(value, dtype="float64")
+    totals = {}
+    for index, batch in _data.fixed_size(batches):
+        for key, value in _function.run_compiled(step, *batch).items():
+            totals[key] = totals.get(key, 0.0) + np.asarray(value, dtype="float64")
         progress.update(index + 1)
     for key in totals:
         if key.startswith("rows_"):

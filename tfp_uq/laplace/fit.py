@@ -4,12 +4,13 @@ import keras
 import numpy as np
 
 from tfp_uq import _validation, prediction
-from tfp_uq.laplace import _blocks, _data, _function, _likelihoods, _structures, curvature, marglik
+from tfp_uq.laplace import _blocks, _data, _function, _likelihoods, _structures, curvature, gridsearch, marglik
 from tfp_uq.laplace.posterior import LINKS, PREDICTIVES, LaplacePosterior, layers, likelihood_name, mean_blocks
 from tfp_uq.layers.heads import GaussianHead
 from tfp_uq.losses import GaussianNLL
 
 SUBSETS = ("last_layer", "all")
+PRIOR_METHODS = ("marglik", "gridsearch")
 LIKELIHOODS = ("auto", "classification", "regression")
 _CROSS_ENTROPIES = {
     "binarycrossentropy", "categoricalcrossentropy", "sparsecategoricalcrossentropy",
@@ -51,10 +52,8 @@ def _task(model, likelihood):
     return likelihood
 
 
-def _has_gaussian_head(model):
-    producer = _function.output_layer(model) if _function.graph_input(model) is not None else None
-    if producer is None:
-        producer = model.layers[-1] if model.layers else None
+def _has_gaussian_head(model, function):
+    producer = getattr(function, "producer", None) or (model.layers[-1] if model.layers else None)
     return isinstance(producer, GaussianHead) or isinstance(getattr(model, "loss", None), GaussianNLL)
 
 
@@ -93,14 +92,23 @@ def _subset_layers(model, subset):
     return [layer for layer in supported if layer in chosen]
 
 
-def _prior_arguments(prior_precision, prior_structure, hessian):
+def _prior_arguments(prior_precision, prior_structure, hessian, validation_data):
+    """The fixed prior precision (None when it is to be tuned), checked."""
     _validation.one_of("prior_structure", prior_structure, marglik.PRIOR_STRUCTURES)
     if prior_structure == "diag" and hessian == "kron":
         raise ValueError("prior_structure='diag' needs hessian='diag' or 'full': a Kronecker-factored precision "
                          "takes one prior precision per layer at most")
+    searching = isinstance(prior_precision, str) and prior_precision == "gridsearch"
+    if searching != (validation_data is not None):
+        raise ValueError("prior_precision='gridsearch' and validation_data go together: the search scores each "
+                         "prior precision on the validation data")
+    if searching and prior_structure != "scalar":
+        raise ValueError(f"prior_precision='gridsearch' searches one scalar; got prior_structure={prior_structure!r}")
     if isinstance(prior_precision, str):
-        if prior_precision != "marglik":
-            raise ValueError(f"prior_precision must be 'marglik' or a positive float, got {prior_precision!r}")
+        if prior_precision not in PRIOR_METHODS:
+            raise ValueError(
+                f"prior_precision must be 'marglik', 'gridsearch' or a positive float, got {prior_precision!r}"
+            )
         return None
     if isinstance(prior_precision, (list, tuple, np.ndarray)):
         values = np.asarray(prior_precision, dtype="float64")
@@ -124,6 +132,7 @@ def fit(
     batch_size=128,
     verbose="auto",
     jit_compile=None,
+    validation_data=None,
 ):
     """Fits a Laplace approximation to the posterior of a trained Keras model.
 
@@ -153,8 +162,12 @@ def fit(
             with a final `tfp_uq.layers.GaussianHead` takes the head's scale
             as the noise; otherwise one noise scale is learned by marginal
             likelihood unless `noise_scale` is given.
-        prior_precision: "marglik" (maximise the marginal likelihood) or a
-            positive float (or array for "layerwise" / "diag").
+        prior_precision: "marglik" (maximise the marginal likelihood),
+            "gridsearch" (the scalar of `tfp_uq.laplace.gridsearch.GRID` whose
+            GLM predictive has the least NLL on `validation_data`; for
+            networks trained to near-zero loss, whose evidence prefers too
+            wide a posterior) or a positive float (or array for "layerwise" /
+            "diag").
         prior_structure: "scalar", "layerwise" or "diag" (one per weight;
             not with "kron").
         noise_scale: regression without a GaussianHead: a fixed noise
@@ -168,6 +181,8 @@ def fit(
         jit_compile: compile the curvature pass with XLA. None (default): when
             a GPU is visible (on a CPU compiling takes longer than the pass
             over a small data set; see `benchmarks/laplace.py`).
+        validation_data: held-out data for prior_precision="gridsearch", in
+            the forms `data` takes.
 
     Returns:
         A `LaplacePosterior`.
@@ -190,7 +205,7 @@ def fit(
     _validation.one_of("link", link, LINKS)
     verbose = 1 if verbose == "auto" else _validation.one_of("verbose", verbose, (0, 1, 2))
     jit_compile = _function.default_jit_compile() if jit_compile is None else _validation.boolean("jit_compile", jit_compile)
-    fixed_prior = _prior_arguments(prior_precision, prior_structure, hessian)
+    fixed_prior = _prior_arguments(prior_precision, prior_structure, hessian, validation_data)
     if noise_scale is not None:
         noise_scale = _validation.positive("noise_scale", noise_scale)
     task = _task(model, likelihood)
@@ -219,7 +234,7 @@ def fit(
     outputs = model.compute_output_spec(spec)
     if not (keras.tree.is_nested(outputs) is False and len(outputs.shape) == 2):
         raise ValueError(f"model must have one output of shape (batch, outputs), got {outputs}")
-    gaussian_head = task == "regression" and _has_gaussian_head(model)
+    gaussian_head = task == "regression" and _has_gaussian_head(model, function)
     if gaussian_head and noise_scale is not None:
         raise ValueError("noise_scale is given, but the model ends in a GaussianHead, whose scale is the noise")
     likelihood_object = _likelihoods.for_outputs(task, outputs.shape[-1], gaussian_head)
@@ -243,6 +258,10 @@ def fit(
         prior_values=fixed_prior, noise_precision=noise_precision,
         learn_prior=fixed_prior is None, learn_noise=learn_noise,
     )
+    if isinstance(prior_precision, str) and prior_precision == "gridsearch":
+        searched = gridsearch.search(function, structure, likelihood_object, _data.Batches(validation_data, batch_size),
+                                     noise_precision if likelihood_object.learns_noise else 1.0, jit_compile=jit_compile)
+        prior_values = np.array([searched])
     prior_values = np.broadcast_to(prior_values, (marglik.num_prior_values(prior_structure, shapes),)).astype("float64")
     prior_blocks = marglik.expand_prior(prior_structure, prior_values, shapes)
     h = noise_precision if likelihood_object.learns_noise else 1.0

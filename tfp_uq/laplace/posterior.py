@@ -10,7 +10,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfp_uq import _validation
-from tfp_uq.laplace import _blocks, _function, _likelihoods, _protocol, _structures, marglik
+from tfp_uq.laplace import _blocks, _function, _likelihoods, _predictive, _protocol, _structures, marglik
 
 PREDICTIVES = ("glm", "nn")
 LINKS = ("probit", "mc")
@@ -143,6 +143,14 @@ class LaplacePosterior(_protocol.Posterior):
         return self.structure.num_parameters
 
     @property
+    def variables(self):
+        """The posterior's own (non-trainable) variables, the covariance factors the predictive reads.
+
+        Besides the model's variables, a SavedModel of the predictive must track these.
+        """
+        return list(self._arrays.values())
+
+    @property
     def prior_precision(self):
         if self._config["prior_structure"] == "scalar":
             return float(self._prior_values[0])
@@ -215,16 +223,8 @@ class LaplacePosterior(_protocol.Posterior):
     def _graph_arrays(self):
         return {name: variable.value for name, variable in self._arrays.items()}
 
-    def _unit_columns(self, f):
-        """Unit cotangents over the linearised outputs: `(batch, outputs, linearised outputs)`."""
-        width = self.likelihood.linearized(f).shape[-1]
-        eye = ops.eye(f.shape[-1], width, dtype=f.dtype)
-        return ops.broadcast_to(eye[None], (ops.shape(f)[0],) + tuple(eye.shape))
-
     def _moments(self, inputs):
-        f, jacobians = self._function.jacobians(inputs, self._unit_columns)
-        variance = self.structure.functional_variance(self._graph_arrays(), jacobians)
-        return f, self.likelihood.linearized(f), variance, jacobians
+        return _predictive.moments(self._function, self.structure, self.likelihood, self._graph_arrays(), inputs)
 
     def _eager(self, name, method, *args):
         """`method(*args)`, through a compiled function when called eagerly (one per posterior and method)."""
@@ -252,7 +252,7 @@ class LaplacePosterior(_protocol.Posterior):
         deltas = self.structure.sample(self._graph_arrays(), seed, num_samples)
         if self.predictive == "nn":
             return self._network_samples(inputs, deltas)
-        f, jacobians = self._function.jacobians(inputs, self._unit_columns)
+        f, jacobians = self._function.jacobians(inputs, lambda outputs: _predictive.unit_columns(self.likelihood, outputs))
         linear = self.likelihood.linearized(f)[None] + tf.add_n([j.apply(d) for j, d in zip(jacobians, deltas)])
         return self._outputs(linear, f)
 
@@ -294,20 +294,7 @@ class LaplacePosterior(_protocol.Posterior):
 
     def _exact_fields(self, inputs):
         f, mean, variance, _ = self._moments(inputs)
-        if self.likelihood.task == "classification":
-            scaled = mean / ops.sqrt(1.0 + math.pi / 8.0 * variance)
-            if scaled.shape[-1] == 1:
-                positive = ops.sigmoid(scaled)
-                probs = ops.concatenate([1.0 - positive, positive], axis=-1)
-            else:
-                probs = ops.softmax(scaled, axis=-1)
-            return [{"probs": probs, "mean": probs}]
-        if isinstance(self.likelihood, _likelihoods.HeteroscedasticGaussian):
-            aleatoric = ops.square(ops.split(f, 2, axis=-1)[1])
-        else:
-            aleatoric = ops.full_like(mean, 1.0 / self._config["noise_precision"])
-        return [{"mean": mean, "epistemic_variance": variance, "aleatoric_variance": aleatoric,
-                 "variance": variance + aleatoric}]
+        return [_predictive.fields(self.likelihood, f, mean, variance, self._noise_precision())]
 
     # Persistence.
 
