@@ -18,13 +18,16 @@ of epochs 2-60, and the first epoch, which includes compiling), for the
 default (plain TensorFlow graphs on a CPU) and with `jit_compile=True`.
 
 UCI (the standard splits of Hernandez-Lobato & Adams 2015, loaded with
-benchmarks/uci.py's loader; folders as for uci.py): per split a plain MLP
-ending in a GaussianHead is trained with uci.py's protocol (one hidden layer
-of n_hidden units, n_epochs x 10 epochs, batch 32, Adam 1e-2 cosine-decayed,
-beta-NLL 0.5), then last-layer KFAC Laplace (the head's scale is the noise);
-test RMSE and log-likelihood in the original units of the plain model
-(N(y; loc, scale^2)) and of Laplace's GLM predictive
-(N(y; loc, scale^2 + J P^-1 J^T)), next to the published MC dropout numbers.
+benchmarks/uci.py's loader; folders as for uci.py): per split two plain MLPs
+are trained with uci.py's protocol (one hidden layer of n_hidden units,
+n_epochs x 10 epochs, batch 32, Adam 1e-2 cosine-decayed): one ending in a
+GaussianHead (beta-NLL 0.5, as uci.py trains its point-estimate models),
+then last-layer KFAC Laplace (the head's scale is the noise); and one with a
+single output and the mean squared error, then all-layer KFAC Laplace with
+the noise scale by marginal likelihood. Test RMSE and log-likelihood in the
+original units of the plain GaussianHead model (N(y; loc, scale^2)) and of
+Laplace's GLM predictives (N(y; mean, noise^2 + J P^-1 J^T)), next to the
+published MC dropout numbers.
 
 Run:  .venv/bin/python benchmarks/laplace.py                          (digits, then UCI from $TFP_UQ_UCI_DIR)
       .venv/bin/python benchmarks/laplace.py --uci-splits 3 --uci-dir ../shared/data/uci
@@ -40,8 +43,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
 EPOCHS, BATCH_SIZE, HIDDEN, DROPOUT = 60, 64, (128, 128), 0.2
 VALIDATION = 0.15  # fraction of the digits training split held out for the prior's grid search
@@ -97,8 +100,10 @@ def _row(name, probs, y_test, total_entropy, mutual_information=None):
         "nll": metrics.negative_log_likelihood(probs, y_test),
         "ece": metrics.expected_calibration_error(probs, y_test),
         "brier": metrics.brier_score(probs, y_test),
-        "entropy_ood9": entropy["ood9"], "entropy_noise": entropy["noise"],
-        "mi_ood9": information["ood9"], "mi_noise": information["noise"],
+        "entropy_ood9": entropy["ood9"],
+        "entropy_noise": entropy["noise"],
+        "mi_ood9": information["ood9"],
+        "mi_noise": information["noise"],
     }
 
 
@@ -116,10 +121,10 @@ def _laplace_fields(posterior, x):
 
 
 def digits(seed):
+    from sklearn.model_selection import train_test_split
+
     import tfp_uq
     from tfp_uq import _demo, _recipes, laplace
-
-    from sklearn.model_selection import train_test_split
 
     keras.utils.set_random_seed(seed)
     x_train, y_train, x_test, y_test, x_ood = _demo.load_digits_split(seed)
@@ -133,8 +138,16 @@ def digits(seed):
     rows, timing = [], {}
     plain = None
     for name, method in _demo.MODELS:
-        model = _recipes.build(method, x_train.shape[1], "classification", num_classes, len(x_train),
-                               hidden=HIDDEN, dropout_rate=DROPOUT, seed=seed)
+        model = _recipes.build(
+            method,
+            x_train.shape[1],
+            "classification",
+            num_classes,
+            len(x_train),
+            hidden=HIDDEN,
+            dropout_rate=DROPOUT,
+            seed=seed,
+        )
         timer = EpochTimer()
         model.fit(x_train, y_train, epochs=EPOCHS, batch_size=BATCH_SIZE, verbose=0, callbacks=[timer])
         num_samples = _recipes.num_predict_samples(method, NUM_SAMPLES)
@@ -158,8 +171,11 @@ def digits(seed):
         fields = [_laplace_fields(posterior, x) for x in inputs]
         rows.append(_row("Laplace " + name, fields[0][0], y_test, [f[1] for f in fields], [f[2] for f in fields]))
         timing[f"{name} prior"] = posterior.prior_precision
-        print(f"  fitted Laplace {name} in {timing[name]:.2f} s (prior precision {posterior.prior_precision:.3g})",
-              file=sys.stderr, flush=True)
+        print(
+            f"  fitted Laplace {name} in {timing[name]:.2f} s (prior precision {posterior.prior_precision:.3g})",
+            file=sys.stderr,
+            flush=True,
+        )
     start = time.perf_counter()
     laplace.fit(plain, (x_train, y_train), verbose=0, jit_compile=True)
     timing["xla"] = time.perf_counter() - start
@@ -170,12 +186,20 @@ def digits(seed):
 
 
 def format_digits(rows, timing, seed):
-    header = (f"{'model':24s} {'accuracy':>8s} {'NLL':>7s} {'ECE':>7s} {'Brier':>7s}   {'AUROC entropy':>15s}"
-              f"   {'AUROC MI':>15s}")
-    lines = [f"digits (seed {seed}; {EPOCHS} epochs, batch {BATCH_SIZE}, MLP {HIDDEN}, {1 - VALIDATION:.0%} of the "
-             "training split (the rest validates the grid search); OOD: 9s / uniform noise)",
-             header, f"{'':24s} {'':8s} {'':7s} {'':7s} {'':7s}   {'9s':>7s} {'noise':>7s}   {'9s':>7s} {'noise':>7s}",
-             "-" * len(header)]
+    header = (
+        f"{'model':24s} {'accuracy':>8s} {'NLL':>7s} {'ECE':>7s} {'Brier':>7s}   {'AUROC entropy':>15s}"
+        f"   {'AUROC MI':>15s}"
+    )
+    title = (
+        f"digits (seed {seed}; {EPOCHS} epochs, batch {BATCH_SIZE}, MLP {HIDDEN}, {1 - VALIDATION:.0%} of the "
+        "training split (the rest validates the grid search); OOD: 9s / uniform noise)"
+    )
+    lines = [
+        title,
+        header,
+        f"{'':24s} {'':8s} {'':7s} {'':7s} {'':7s}   {'9s':>7s} {'noise':>7s}   {'9s':>7s} {'noise':>7s}",
+        "-" * len(header),
+    ]
     for row in rows:
         lines.append(
             f"{row['model']:24s} {row['accuracy']:8.3f} {row['nll']:7.3f} {row['ece']:7.3f} {row['brier']:7.3f}   "
@@ -185,19 +209,35 @@ def format_digits(rows, timing, seed):
     lines.append("")
     lines.append(f"plain MLP epoch: {epoch:.3f} s (mean of epochs 2-{EPOCHS}); first epoch (compiling) {first:.2f} s")
     lines.append(f"{'Laplace fit':38s} {'seconds':>8s} {'x epoch':>8s} {'x first epoch':>14s} {'prior':>8s}")
-    for label, key in (("LL-KFAC marglik (first fit)", "LL-KFAC marglik"), ("LL-KFAC marglik (again)", "again"),
-                       ("LL-KFAC marglik, jit_compile=True", "xla"), ("LL-KFAC grid (81 priors)", "LL-KFAC grid"),
-                       ("all-KFAC marglik", "all-KFAC marglik"), ("all-KFAC grid (81 priors)", "all-KFAC grid")):
+    for label, key in (
+        ("LL-KFAC marglik (first fit)", "LL-KFAC marglik"),
+        ("LL-KFAC marglik (again)", "again"),
+        ("LL-KFAC marglik, jit_compile=True", "xla"),
+        ("LL-KFAC grid (81 priors)", "LL-KFAC grid"),
+        ("all-KFAC marglik", "all-KFAC marglik"),
+        ("all-KFAC grid (81 priors)", "all-KFAC grid"),
+    ):
         prior = timing.get(f"{key} prior")
         prior = f"{prior:8.3g}" if prior is not None else f"{'':8s}"
         lines.append(f"{label:38s} {timing[key]:8.2f} {timing[key] / epoch:8.2f} {timing[key] / first:14.2f} {prior}")
     return "\n".join(lines)
 
 
+def _gaussian_log_likelihood(y, mean, variance):
+    return float(np.mean(-0.5 * (np.log(2 * np.pi * variance) + (y - mean) ** 2 / variance)))
+
+
 def uci_split(folder, split, seed):
-    """(plain RMSE, plain LL, Laplace LL, Laplace fit seconds) of one split."""
+    """One split's test scores in original units.
+
+    Returns `(RMSE, LL plain, LL Laplace, fit seconds)` of the GaussianHead
+    model with last-layer KFAC, then `(RMSE, LL Laplace, fit seconds)` of the
+    mean-squared-error model with all-layer KFAC and the noise by marginal likelihood.
+    """
+    from uci import BATCH_SIZE as UCI_BATCH
+    from uci import _read_int, load_split
+
     from tfp_uq import _recipes, laplace
-    from uci import BATCH_SIZE as UCI_BATCH, _read_int, load_split
 
     x_train, y_train, x_test, y_test = load_split(folder, split)
     epochs = _read_int(folder, "n_epochs.txt", 40) * 10
@@ -205,26 +245,43 @@ def uci_split(folder, split, seed):
     x_mean, x_std = x_train.mean(0), x_train.std(0)
     x_std[x_std == 0] = 1.0
     y_mean, y_std = y_train.mean(0), y_train.std(0)
-    standardise = lambda a: ((a - x_mean) / x_std).astype("float32")  # noqa: E731
+    inputs, test_inputs = ((x_train - x_mean) / x_std).astype("float32"), ((x_test - x_mean) / x_std).astype("float32")
     targets = ((y_train - y_mean) / y_std).astype("float32")
-    keras.utils.set_random_seed(seed + split)
     steps = _recipes.decay_steps(len(x_train), epochs, UCI_BATCH)
-    model = _recipes.build("plain", x_train.shape[1], "regression", 1, len(x_train), hidden=(hidden,),
-                           seed=seed + split, decay_steps=steps)
-    model.fit(standardise(x_train), targets, epochs=epochs, batch_size=UCI_BATCH, verbose=0)
-    start = time.perf_counter()
-    posterior = laplace.fit(model, (standardise(x_train), targets), verbose=0)
-    seconds = time.perf_counter() - start
-    fields = posterior.exact_fields(standardise(x_test))[0]
-    mean = np.asarray(fields["mean"], "float64") * y_std + y_mean
-    aleatoric = np.asarray(fields["aleatoric_variance"], "float64") * y_std**2
-    total = np.asarray(fields["variance"], "float64") * y_std**2
-
-    def log_likelihood(variance):
-        return float(np.mean(-0.5 * (np.log(2 * np.pi * variance) + (y_test - mean) ** 2 / variance)))
-
-    rmse = float(np.sqrt(np.mean((y_test - mean) ** 2)))
-    return rmse, log_likelihood(aleatoric), log_likelihood(total), seconds
+    scores = []
+    for loss, subset in (("gaussian_head", "last_layer"), ("mse", "all")):
+        keras.utils.set_random_seed(seed + split)
+        if loss == "gaussian_head":
+            model = _recipes.build(
+                "plain",
+                x_train.shape[1],
+                "regression",
+                1,
+                len(x_train),
+                hidden=(hidden,),
+                seed=seed + split,
+                decay_steps=steps,
+            )
+        else:  # the same MLP with one output and the mean squared error: Laplace learns one noise scale
+            model = keras.Sequential(
+                [keras.Input((x_train.shape[1],)), keras.layers.Dense(hidden, activation="relu"), keras.layers.Dense(1)]
+            )
+            model.compile(_recipes.optimizer("regression", decay_steps=steps), "mse", jit_compile=True)
+        model.fit(inputs, targets, epochs=epochs, batch_size=UCI_BATCH, verbose=0)
+        start = time.perf_counter()
+        posterior = laplace.fit(model, (inputs, targets), subset=subset, verbose=0)
+        seconds = time.perf_counter() - start
+        fields = posterior.exact_fields(test_inputs)[0]
+        mean = np.asarray(fields["mean"], "float64") * y_std + y_mean
+        variance = np.asarray(fields["variance"], "float64") * y_std**2
+        rmse = float(np.sqrt(np.mean((y_test - mean) ** 2)))
+        laplace_ll = _gaussian_log_likelihood(y_test, mean, variance)
+        if loss == "gaussian_head":
+            aleatoric = np.asarray(fields["aleatoric_variance"], "float64") * y_std**2
+            scores += [rmse, _gaussian_log_likelihood(y_test, mean, aleatoric), laplace_ll, seconds]
+        else:
+            scores += [rmse, laplace_ll, seconds]
+    return scores
 
 
 def uci(folders, splits, seed):
@@ -243,20 +300,33 @@ def uci(folders, splits, seed):
 def format_uci(rows, splits):
     def summary(values):
         error = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
-        return f"{values.mean():7.3f} +- {error:.3f}"
+        return f"{values.mean():8.3f} +- {error:6.3f}"
 
-    lines = [f"UCI, first {splits} standard splits (uci.py's protocol for the plain MLP); test LL in original units",
-             f"{'dataset':18s} {'RMSE':>15s} {'LL plain':>15s} {'LL Laplace':>15s} {'MC dropout LL':>16s} "
-             f"{'Laplace >= MCD':>14s} {'fit s':>6s}"]
-    wins = 0
+    header = (
+        f"{'':18s} {'GaussianHead MLP + last-layer KFAC':^54s} | {'MSE MLP + all-layer KFAC, marglik noise':^36s} |"
+        f" {'published':>13s}\n"
+        f"{'dataset':18s} {'RMSE':>17s} {'LL plain':>17s} {'LL Laplace':>17s} | {'RMSE':>17s} {'LL Laplace':>17s}"
+        f" | {'MC dropout LL':>13s}"
+    )
+    title = (
+        f"UCI, first {splits} standard splits (uci.py's protocol: n_epochs x 10 epochs, batch 32, Adam 1e-2 cosine); "
+        "test LL in original units"
+    )
+    lines = [title, header]
+    wins = np.zeros(2, dtype=int)
     for name, scores, published, _ in rows:
         reference = published[1][0] if published else float("nan")
-        win = scores[:, 2].mean() >= reference
-        wins += bool(win)
-        lines.append(f"{name:18s} {summary(scores[:, 0])} {summary(scores[:, 1])} {summary(scores[:, 2])} "
-                     f"{reference:9.2f} +- {published[1][1] if published else 0:.2f} {str(win):>14s} "
-                     f"{scores[:, 3].mean():6.2f}")
-    lines.append(f"Laplace's test LL at or above published MC dropout on {wins} of {len(rows)} sets")
+        wins += [scores[:, 2].mean() >= reference, scores[:, 5].mean() >= reference]
+        lines.append(
+            f"{name:18s} {summary(scores[:, 0])} {summary(scores[:, 1])} {summary(scores[:, 2])} | "
+            f"{summary(scores[:, 4])} {summary(scores[:, 5])} | {reference:6.2f} +- {published[1][1]:.2f}"
+        )
+    fit_seconds = np.concatenate([scores[:, [3, 6]] for _, scores, _, _ in rows])
+    lines.append(
+        f"test LL at or above published MC dropout on {wins[0]} (last-layer, GaussianHead) and {wins[1]} "
+        f"(all-layer, MSE) of {len(rows)} sets; Laplace fit {fit_seconds[:, 0].mean():.2f} s / "
+        f"{fit_seconds[:, 1].mean():.2f} s per split"
+    )
     return "\n".join(lines)
 
 
@@ -276,8 +346,11 @@ def main():
     if not args.skip_uci:
         if not args.uci_dir:
             parser.error("give --uci-dir or set TFP_UQ_UCI_DIR (or --skip-uci)")
-        folders = sorted(os.path.join(args.uci_dir, d) for d in os.listdir(args.uci_dir)
-                         if os.path.isdir(os.path.join(args.uci_dir, d)))
+        folders = sorted(
+            os.path.join(args.uci_dir, d)
+            for d in os.listdir(args.uci_dir)
+            if os.path.isdir(os.path.join(args.uci_dir, d))
+        )
         start = time.perf_counter()
         print(format_uci(uci(folders, args.uci_splits, args.seed), args.uci_splits))
         print(f"(UCI: {time.perf_counter() - start:.0f} s)")

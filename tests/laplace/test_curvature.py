@@ -66,7 +66,7 @@ def test_kfac_equals_the_full_ggn_for_one_dense_layer_with_one_output(regression
     x, y = regression_data
     mean, _ = ridge_posterior(x, y, 1.0, 0.5)
     model = linear_model(mean)
-    kwargs = dict(subset="all", prior_precision=1.0, noise_scale=0.5, verbose=0)
+    kwargs = {"subset": "all", "prior_precision": 1.0, "noise_scale": 0.5, "verbose": 0}
     kron = laplace.fit(model, (x, y), hessian="kron", **kwargs)
     full = laplace.fit(model, (x, y), hessian="full", **kwargs)
     factors = np.kron(_curvature(kron, "rows_0"), _curvature(kron, "columns_0"))
@@ -76,23 +76,27 @@ def test_kfac_equals_the_full_ggn_for_one_dense_layer_with_one_output(regression
 
 
 def _small_convnet():
-    return keras.Sequential([
-        keras.Input((6, 6, 2)),
-        keras.layers.Conv2D(3, 3, strides=2, padding="same", activation="tanh"),
-        keras.layers.Conv2D(2, 2, padding="valid"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(3, 3, strides=2, padding="same", activation="tanh"),
+            keras.layers.Conv2D(2, 2, padding="valid"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
 
 
 def _sequence_model():
-    return keras.Sequential([
-        keras.Input((7, 2)),
-        keras.layers.Conv1D(3, 3, padding="causal", dilation_rate=2, activation="relu"),
-        keras.layers.EinsumDense("abc,cd->abd", output_shape=(None, 4), bias_axes="d", activation="tanh"),
-        keras.layers.GlobalAveragePooling1D(),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((7, 2)),
+            keras.layers.Conv1D(3, 3, padding="causal", dilation_rate=2, activation="relu"),
+            keras.layers.EinsumDense("abc,cd->abd", output_shape=(None, 4), bias_axes="d", activation="tanh"),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
 
 
 def _data_for(model, n=40):
@@ -102,7 +106,7 @@ def _data_for(model, n=40):
     return x, rng.integers(0, 3, size=n)
 
 
-KWARGS = dict(subset="all", prior_precision=1.0, batch_size=16, verbose=0)
+KWARGS = {"subset": "all", "prior_precision": 1.0, "batch_size": 16, "verbose": 0}
 
 
 def test_diag_is_the_diagonal_of_the_full_ggn():
@@ -139,13 +143,16 @@ def test_layer_graph_and_stateless_autodiff_give_the_same_ggn():
 def test_kfac_of_a_convolution_has_the_grosse_martens_factors():
     # KFC: A = sum over examples and output pixels of the patch outer products / (N T), G = sum of gradient outer
     # products over pixels; checked here against patches cut out by hand.
-    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 2, strides=2), keras.layers.Flatten(),
-                              keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 2, strides=2), keras.layers.Flatten(), keras.layers.Dense(1)]
+    )
     model.compile("sgd", "mse")
     rng = np.random.default_rng(3)
     x = rng.normal(size=(10, 4, 4, 1)).astype("float32")
     y = rng.normal(size=(10, 1)).astype("float32")
-    posterior = laplace.fit(model, (x, y), subset="all", hessian="kron", prior_precision=1.0, noise_scale=1.0, verbose=0)
+    posterior = laplace.fit(
+        model, (x, y), subset="all", hessian="kron", prior_precision=1.0, noise_scale=1.0, verbose=0
+    )
     patches = np.stack([x[:, i : i + 2, j : j + 2, 0].reshape(10, 4) for i in (0, 2) for j in (0, 2)], axis=1)
     patches = np.concatenate([patches, np.ones((10, 4, 1))], axis=-1).reshape(-1, 5)
     np.testing.assert_allclose(_curvature(posterior, "rows_0"), patches.T @ patches / 40, rtol=1e-5, atol=1e-7)
@@ -157,10 +164,12 @@ def test_kfac_of_a_convolution_has_the_grosse_martens_factors():
 
 def test_a_softmax_layer_after_the_head_gives_the_logits_of_a_softmax_activation():
     x, y = _classification_data(3)
-    fused = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="tanh"),
-                              keras.layers.Dense(3, activation="softmax")])
-    split = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(3),
-                              keras.layers.Softmax()])
+    fused = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(3, activation="softmax")]
+    )
+    split = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(3), keras.layers.Softmax()]
+    )
     split.set_weights(fused.get_weights())
     posteriors = []
     for model in (fused, split):

@@ -17,7 +17,14 @@ def exact(regression_data):
     mean, covariance = ridge_posterior(x, y, PRIOR, NOISE)
     model = linear_model(mean)
     posterior = laplace.fit(
-        model, (x, y), subset="all", hessian="full", prior_precision=PRIOR, noise_scale=NOISE, batch_size=64, verbose=0,
+        model,
+        (x, y),
+        subset="all",
+        hessian="full",
+        prior_precision=PRIOR,
+        noise_scale=NOISE,
+        batch_size=64,
+        verbose=0,
         jit_compile=True,
     )
     return posterior, mean, covariance
@@ -46,9 +53,9 @@ def test_fit_reports_the_given_prior_precision_and_noise(exact):
 
 
 def test_datasets_give_the_same_posterior_as_arrays(exact, regression_data):
-    posterior, mean, _ = exact
+    posterior, _, _ = exact
     x, y = regression_data
-    kwargs = dict(subset="all", hessian="full", prior_precision=PRIOR, noise_scale=NOISE, verbose=0)
+    kwargs = {"subset": "all", "hessian": "full", "prior_precision": PRIOR, "noise_scale": NOISE, "verbose": 0}
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(50)
     from_dataset = laplace.fit(posterior.model, dataset, **kwargs)
 
@@ -70,7 +77,9 @@ def test_datasets_give_the_same_posterior_as_arrays(exact, regression_data):
 
 @pytest.fixture(scope="module")
 def classifier():
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2, activation="softmax")]
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     return model
 
@@ -147,10 +156,14 @@ def test_other_bad_arguments_name_themselves(classifier):
 
 
 def test_full_refuses_more_parameters_than_its_limit_and_points_to_kron():
-    model = keras.Sequential([keras.Input((80,)), keras.layers.Dense(80, activation="relu"), keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((80,)), keras.layers.Dense(80, activation="relu"), keras.layers.Dense(2, activation="softmax")]
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     x = np.zeros((4, 80), "float32")
-    with pytest.raises(ValueError, match=r"hessian='full' covers 6642 parameters, more than FULL_MAX_PARAMETERS = 5000.*'kron'"):
+    with pytest.raises(
+        ValueError, match=r"hessian='full' covers 6642 parameters, more than FULL_MAX_PARAMETERS = 5000.*'kron'"
+    ):
         laplace.fit(model, (x, np.zeros(4)), subset="all", hessian="full", verbose=0)
 
 
@@ -174,13 +187,15 @@ def test_kron_on_a_subclassed_model_points_to_diag():
 def test_a_reloaded_model_gives_the_same_posterior(tmp_path):
     # Loading calls a Sequential model's layers several times; the posterior must read the graph the model runs.
     x, y = _data(60)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"),
-                              keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(2, activation="softmax")]
+    )
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
     for each in (model, loaded):
         each.compile("adam", "sparse_categorical_crossentropy")
-    kwargs = dict(subset="all", prior_precision=1.0, verbose=0)
-    np.testing.assert_allclose(laplace.fit(loaded, (x, y), **kwargs).covariance(),
-                               laplace.fit(model, (x, y), **kwargs).covariance(), rtol=1e-6)
+    kwargs = {"subset": "all", "prior_precision": 1.0, "verbose": 0}
+    np.testing.assert_allclose(
+        laplace.fit(loaded, (x, y), **kwargs).covariance(), laplace.fit(model, (x, y), **kwargs).covariance(), rtol=1e-6
+    )

@@ -14,8 +14,16 @@ def test_gridsearch_picks_the_prior_with_the_least_validation_nll():
     x, y = linear_regression_data(n=8, seed=0)
     x_val, y_val = linear_regression_data(n=300, seed=7)
     mean, _ = ridge_posterior(x, y, 1.0, NOISE)
-    posterior = laplace.fit(linear_model(mean), (x, y), subset="all", hessian="full", noise_scale=NOISE,
-                            prior_precision="gridsearch", validation_data=(x_val, y_val), verbose=0)
+    posterior = laplace.fit(
+        linear_model(mean),
+        (x, y),
+        subset="all",
+        hessian="full",
+        noise_scale=NOISE,
+        prior_precision="gridsearch",
+        validation_data=(x_val, y_val),
+        verbose=0,
+    )
     features, validation = design(x), design(x_val)
     scores = []
     for prior in laplace.gridsearch.GRID:
@@ -34,5 +42,11 @@ def test_gridsearch_and_validation_data_go_together(regression_data):
     with pytest.raises(ValueError, match="prior_precision='gridsearch' and validation_data go together"):
         laplace.fit(model, regression_data, validation_data=regression_data, verbose=0)
     with pytest.raises(ValueError, match="searches one scalar"):
-        laplace.fit(model, regression_data, prior_precision="gridsearch", prior_structure="layerwise",
-                    validation_data=regression_data, verbose=0)
+        laplace.fit(
+            model,
+            regression_data,
+            prior_precision="gridsearch",
+            prior_structure="layerwise",
+            validation_data=regression_data,
+            verbose=0,
+        )

@@ -38,8 +38,9 @@ def mlp():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(150, 4)).astype("float32")
     y = np.argmax(np.tanh(x @ rng.normal(size=(4, 3))) + 0.3 * rng.normal(size=(150, 3)), axis=1)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, activation="tanh"),
-                              keras.layers.Dense(3, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(6, activation="tanh"), keras.layers.Dense(3, activation="softmax")]
+    )
     model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy", jit_compile=False)
     model.fit(x, y, epochs=30, batch_size=50, verbose=0)
     return model, (x, y)

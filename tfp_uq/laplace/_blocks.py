@@ -132,7 +132,9 @@ class _ConvBlock(Block):
 
     def __init__(self, layer):
         if layer.groups != 1:
-            raise ValueError(f"layer {layer.name!r} is a grouped convolution (groups={layer.groups}); only groups=1 is supported")
+            raise ValueError(
+                f"layer {layer.name!r} is a grouped convolution (groups={layer.groups}); only groups=1 is supported"
+            )
         super().__init__(layer)
 
     def _contracted_axes(self):
@@ -142,7 +144,11 @@ class _ConvBlock(Block):
         padding = self.layer.padding
         if padding == "causal":  # as keras.layers.Conv1D does it: pad the past, then a valid convolution
             left = self.layer.dilation_rate[0] * (self.layer.kernel_size[0] - 1)
-            pad = [[0, 0], [left, 0], [0, 0]] if self.layer.data_format == "channels_last" else [[0, 0], [0, 0], [left, 0]]
+            pad = (
+                [[0, 0], [left, 0], [0, 0]]
+                if self.layer.data_format == "channels_last"
+                else [[0, 0], [0, 0], [left, 0]]
+            )
             inputs, padding = ops.pad(inputs, pad), "valid"
         return ops.conv(
             inputs,

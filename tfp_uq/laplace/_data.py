@@ -53,8 +53,7 @@ class Batches:
     def __iter__(self):
         if self._source is None:
             for start in range(0, self.num_examples, self.batch_size):
-                take = slice(start, start + self.batch_size)
-                yield keras.tree.map_structure(lambda leaf: leaf[take], self._x), self._y[take]
+                yield _rows(self._x, self._y, start, self.batch_size)
             return
         kind = _datasets.kind(self._source)
         empty = True
@@ -92,8 +91,13 @@ def fixed_size(batches):
     for index, (x, y) in enumerate(batches):
         size = size or len(y)
         for start in range(0, len(y), size):  # a source's batch larger than its first is split
-            part = keras.tree.map_structure(lambda leaf: leaf[start : start + size], x), y[start : start + size]
-            yield index, padded(*part, size)
+            yield index, padded(*_rows(x, y, start, size), size)
+
+
+def _rows(x, y, start, size):
+    """Examples `start` to `start + size` of `(x, y)`."""
+    rows = slice(start, start + size)
+    return keras.tree.map_structure(lambda leaf: leaf[rows], x), y[rows]
 
 
 def padded(x, y, size):

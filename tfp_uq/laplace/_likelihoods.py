@@ -122,7 +122,9 @@ class Gaussian(Likelihood):
         return ops.ones_like(f)
 
     def log_likelihood(self, statistic, noise_precision, num_targets):
-        return 0.5 * num_targets * (ops.log(noise_precision) - math.log(2 * math.pi)) - 0.5 * noise_precision * statistic
+        return (
+            0.5 * num_targets * (ops.log(noise_precision) - math.log(2 * math.pi)) - 0.5 * noise_precision * statistic
+        )
 
 
 class HeteroscedasticGaussian(Likelihood):
@@ -165,5 +167,3 @@ def for_outputs(task, num_outputs, gaussian_head):
     if task == "classification":
         return Bernoulli() if num_outputs == 1 else Categorical()
     return HeteroscedasticGaussian() if gaussian_head else Gaussian()
-
-

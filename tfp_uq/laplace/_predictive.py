@@ -45,17 +45,24 @@ def fields(likelihood, f, mean, variance, noise_precision):
         aleatoric = ops.square(ops.split(f, 2, axis=-1)[1])
     else:
         aleatoric = ops.full_like(mean, 1.0 / noise_precision)
-    return {"mean": mean, "epistemic_variance": variance, "aleatoric_variance": aleatoric,
-            "variance": variance + aleatoric}
+    return {
+        "mean": mean,
+        "epistemic_variance": variance,
+        "aleatoric_variance": aleatoric,
+        "variance": variance + aleatoric,
+    }
 
 
 def negative_log_likelihood(likelihood, summary, targets, weights):
     """The weighted summed NLL of `targets` under the closed-form predictive `summary` (a `fields` dict)."""
     if likelihood.task == "classification":
-        probs = summary["probs"]
-        labels = ops.cast(ops.reshape(targets, (-1,)), "int32")
-        picked = ops.take_along_axis(probs, labels[:, None], axis=-1)[:, 0]
-        return -ops.sum(weights * ops.log(ops.maximum(picked, 1e-12)))
+        log_probs = ops.log(ops.maximum(summary["probs"], 1e-12))
+        if len(targets.shape) == 2 and targets.shape[-1] == log_probs.shape[-1] > 1:  # one-hot (or soft) labels
+            per_example = ops.sum(ops.cast(targets, log_probs.dtype) * log_probs, axis=-1)
+        else:
+            labels = ops.cast(ops.reshape(targets, (-1,)), "int32")
+            per_example = ops.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+        return -ops.sum(weights * per_example)
     mean, variance = summary["mean"], summary["variance"]
     targets = ops.cast(ops.reshape(targets, ops.shape(mean)), mean.dtype)
     per_target = 0.5 * (ops.log(2 * math.pi * variance) + ops.square(targets - mean) / variance)

@@ -120,7 +120,9 @@ class Kron(Structure):
         deltas = []
         for index, shape in enumerate(self.shapes):
             noise = _stateless_normal(seed, index, (num_samples,) + shape) * arrays[f"scale_{index}"]
-            deltas.append(tf.einsum("ia,sab,jb->sij", arrays[f"rows_basis_{index}"], noise, arrays[f"columns_basis_{index}"]))
+            deltas.append(
+                tf.einsum("ia,sab,jb->sij", arrays[f"rows_basis_{index}"], noise, arrays[f"columns_basis_{index}"])
+            )
         return deltas
 
 
@@ -154,7 +156,10 @@ class Diag(Structure):
                 variance += tf.square(jacobian.patches[:, 0]) @ variance_weights
             elif isinstance(jacobian, _function.Factored) and jacobian.patches.shape[1] == 1:
                 variance += tf.einsum(
-                    "ni,ij,ncj->nc", tf.square(jacobian.patches[:, 0]), variance_weights, tf.square(jacobian.grads[:, :, 0])
+                    "ni,ij,ncj->nc",
+                    tf.square(jacobian.patches[:, 0]),
+                    variance_weights,
+                    tf.square(jacobian.grads[:, :, 0]),
                 )
             else:
                 variance += tf.einsum("ncij,ij->nc", tf.square(jacobian.dense()), variance_weights)

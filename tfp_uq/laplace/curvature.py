@@ -113,7 +113,4 @@ def accumulate(hessian, function, likelihood, batches, verbose=1, jit_compile=Tr
         for key, value in _function.run_compiled(step, *batch).items():
             totals[key] = totals.get(key, 0.0) + np.asarray(value, dtype="float64")
         progress.update(index + 1)
-    for key in totals:
-        if key.startswith("rows_"):
-            totals[key] = totals[key] / totals["count"]
-    return totals
+    return {key: value / totals["count"] if key.startswith("rows_") else value for key, value in totals.items()}

@@ -13,14 +13,17 @@ SUBSETS = ("last_layer", "all")
 PRIOR_METHODS = ("marglik", "gridsearch")
 LIKELIHOODS = ("auto", "classification", "regression")
 _CROSS_ENTROPIES = {
-    "binarycrossentropy", "categoricalcrossentropy", "sparsecategoricalcrossentropy",
-    "binaryfocalcrossentropy", "categoricalfocalcrossentropy",
+    "binarycrossentropy",
+    "categoricalcrossentropy",
+    "sparsecategoricalcrossentropy",
+    "binaryfocalcrossentropy",
+    "categoricalfocalcrossentropy",
 }
 _SQUARED_ERRORS = {"mse", "meansquarederror"}
 
 
 def _loss_task(model):
-    """"classification", "regression" or None: what the model's compiled loss says."""
+    """ "classification", "regression" or None: what the model's compiled loss says."""
     loss = getattr(model, "loss", None)
     if isinstance(loss, GaussianNLL):
         return "regression"
@@ -96,12 +99,16 @@ def _prior_arguments(prior_precision, prior_structure, hessian, validation_data)
     """The fixed prior precision (None when it is to be tuned), checked."""
     _validation.one_of("prior_structure", prior_structure, marglik.PRIOR_STRUCTURES)
     if prior_structure == "diag" and hessian == "kron":
-        raise ValueError("prior_structure='diag' needs hessian='diag' or 'full': a Kronecker-factored precision "
-                         "takes one prior precision per layer at most")
+        raise ValueError(
+            "prior_structure='diag' needs hessian='diag' or 'full': a Kronecker-factored precision "
+            "takes one prior precision per layer at most"
+        )
     searching = isinstance(prior_precision, str) and prior_precision == "gridsearch"
     if searching != (validation_data is not None):
-        raise ValueError("prior_precision='gridsearch' and validation_data go together: the search scores each "
-                         "prior precision on the validation data")
+        raise ValueError(
+            "prior_precision='gridsearch' and validation_data go together: the search scores each "
+            "prior precision on the validation data"
+        )
     if searching and prior_structure != "scalar":
         raise ValueError(f"prior_precision='gridsearch' searches one scalar; got prior_structure={prior_structure!r}")
     if isinstance(prior_precision, str):
@@ -116,6 +123,31 @@ def _prior_arguments(prior_precision, prior_structure, hessian, validation_data)
             raise ValueError(f"prior_precision must be > 0, got {prior_precision!r}")
         return values
     return _validation.positive("prior_precision", prior_precision)
+
+
+def _hyperparameters(
+    structure, likelihood, statistics, means, prior_precision, prior_structure, fixed_prior, noise_scale
+):
+    """`(prior precisions, noise precision)`: given, or by marginal likelihood (noise precision 1 without noise)."""
+    learn_noise = likelihood.learns_noise and noise_scale is None
+    if noise_scale is not None:
+        noise_precision = 1.0 / noise_scale**2
+    elif learn_noise:
+        noise_precision = statistics["num_targets"] / max(statistics["statistic"], 1e-12)  # the maximum likelihood
+    else:
+        noise_precision = 1.0
+    prior_values, noise_precision = marglik.optimize(
+        structure,
+        likelihood,
+        statistics,
+        means,
+        prior_structure,
+        prior_values=fixed_prior,
+        noise_precision=noise_precision,
+        learn_prior=fixed_prior is None,
+        learn_noise=learn_noise,
+    )
+    return prior_values, float(noise_precision)
 
 
 def fit(
@@ -191,8 +223,9 @@ def fit(
 
     >>> model.fit(x_train, y_train, epochs=20)
     >>> posterior = tfp_uq.laplace.fit(model, (x_train, y_train))
-    >>> posterior.prior_precision
-    3.71
+    >>> posterior.prior_precision, posterior.log_marginal_likelihood()
+    >>> tuned = tfp_uq.laplace.fit(model, (x_train, y_train), prior_precision="gridsearch",
+    ...                            validation_data=(x_val, y_val))
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
@@ -204,7 +237,9 @@ def fit(
     _validation.one_of("predictive", predictive, PREDICTIVES)
     _validation.one_of("link", link, LINKS)
     verbose = 1 if verbose == "auto" else _validation.one_of("verbose", verbose, (0, 1, 2))
-    jit_compile = _function.default_jit_compile() if jit_compile is None else _validation.boolean("jit_compile", jit_compile)
+    jit_compile = (
+        _function.default_jit_compile() if jit_compile is None else _validation.boolean("jit_compile", jit_compile)
+    )
     fixed_prior = _prior_arguments(prior_precision, prior_structure, hessian, validation_data)
     if noise_scale is not None:
         noise_scale = _validation.positive("noise_scale", noise_scale)
@@ -232,39 +267,32 @@ def fit(
     # Symbolically: some layers (channels-first convolutions on a CPU) run only compiled.
     spec = keras.tree.map_structure(lambda leaf: keras.KerasTensor((None,) + leaf.shape[1:], leaf.dtype), first_x)
     outputs = model.compute_output_spec(spec)
-    if not (keras.tree.is_nested(outputs) is False and len(outputs.shape) == 2):
+    if keras.tree.is_nested(outputs) or len(outputs.shape) != 2:
         raise ValueError(f"model must have one output of shape (batch, outputs), got {outputs}")
     gaussian_head = task == "regression" and _has_gaussian_head(model, function)
     if gaussian_head and noise_scale is not None:
         raise ValueError("noise_scale is given, but the model ends in a GaussianHead, whose scale is the noise")
     likelihood_object = _likelihoods.for_outputs(task, outputs.shape[-1], gaussian_head)
-    totals = curvature.accumulate(hessian, function, likelihood_object, batches, verbose=verbose, jit_compile=jit_compile)
+    totals = curvature.accumulate(
+        hessian, function, likelihood_object, batches, verbose=verbose, jit_compile=jit_compile
+    )
     count = float(totals.pop("count"))
-    statistic = float(totals.pop("statistic"))
-    shapes = [(block.rows, block.columns) for block in blocks]
-    structure = _structures.STRUCTURES[hessian](shapes, totals)
-    num_targets = count * (outputs.shape[-1] if likelihood_object.learns_noise else 1)
-    statistics = {"statistic": statistic, "count": count, "num_targets": num_targets}
+    statistics = {
+        "statistic": float(totals.pop("statistic")),
+        "count": count,
+        "num_targets": count * (outputs.shape[-1] if likelihood_object.learns_noise else 1),
+    }
+    structure = _structures.STRUCTURES[hessian]([(block.rows, block.columns) for block in blocks], totals)
     means = mean_blocks(blocks)
-    learn_noise = likelihood_object.learns_noise and noise_scale is None
-    if noise_scale is not None:
-        noise_precision = 1.0 / noise_scale**2
-    elif learn_noise:
-        noise_precision = num_targets / max(statistic, 1e-12)  # the maximum-likelihood start
-    else:
-        noise_precision = 1.0
-    prior_values, noise_precision = marglik.optimize(
-        structure, likelihood_object, statistics, means, prior_structure,
-        prior_values=fixed_prior, noise_precision=noise_precision,
-        learn_prior=fixed_prior is None, learn_noise=learn_noise,
+    prior_values, noise_precision = _hyperparameters(
+        structure, likelihood_object, statistics, means, prior_precision, prior_structure, fixed_prior, noise_scale
     )
     if isinstance(prior_precision, str) and prior_precision == "gridsearch":
-        searched = gridsearch.search(function, structure, likelihood_object, _data.Batches(validation_data, batch_size),
-                                     noise_precision if likelihood_object.learns_noise else 1.0, jit_compile=jit_compile)
+        validation = _data.Batches(validation_data, batch_size)
+        searched = gridsearch.search(
+            function, structure, likelihood_object, validation, noise_precision, jit_compile=jit_compile
+        )
         prior_values = np.array([searched])
-    prior_values = np.broadcast_to(prior_values, (marglik.num_prior_values(prior_structure, shapes),)).astype("float64")
-    prior_blocks = marglik.expand_prior(prior_structure, prior_values, shapes)
-    h = noise_precision if likelihood_object.learns_noise else 1.0
     config = {
         "layers": [block.name for block in blocks],
         "hessian": hessian,
@@ -273,10 +301,18 @@ def fit(
         "predictive": predictive,
         "link": link,
         "prior_structure": prior_structure,
-        "noise_precision": float(noise_precision) if likelihood_object.learns_noise else None,
+        "noise_precision": noise_precision if likelihood_object.learns_noise else None,
         **statistics,
     }
-    arrays = {"mean": np.concatenate([theta.reshape(-1) for theta in means]), "prior_precision": prior_values}
-    arrays.update({f"curvature.{key}": value for key, value in totals.items()})
-    arrays.update({f"posterior.{key}": value for key, value in structure.posterior_arrays(h, prior_blocks).items()})
+    prior_values = np.broadcast_to(prior_values, (marglik.num_prior_values(prior_structure, structure.shapes),))
+    prior_blocks = marglik.expand_prior(prior_structure, prior_values, structure.shapes)
+    arrays = {
+        "mean": np.concatenate([theta.reshape(-1) for theta in means]),
+        "prior_precision": prior_values.astype("float64"),
+        **{f"curvature.{key}": value for key, value in totals.items()},
+        **{
+            f"posterior.{key}": value
+            for key, value in structure.posterior_arrays(noise_precision, prior_blocks).items()
+        },
+    }
     return LaplacePosterior(model, config, arrays, structure)

@@ -43,7 +43,9 @@ def num_prior_values(structure, shapes):
     return {"scalar": 1, "layerwise": len(shapes), "diag": sum(r * c for r, c in shapes)}[structure]
 
 
-def log_marginal_likelihood(structure, likelihood, statistics, mean_blocks, prior_structure, prior_values, noise_precision):
+def log_marginal_likelihood(
+    structure, likelihood, statistics, mean_blocks, prior_structure, prior_values, noise_precision
+):
     """The Laplace log marginal likelihood (a float64 tensor, differentiable in the prior and the noise).
 
     Args:
@@ -68,8 +70,17 @@ def log_marginal_likelihood(structure, likelihood, statistics, mean_blocks, prio
     return log_likelihood - 0.5 * (scatter + log_det - log_det_prior)
 
 
-def optimize(structure, likelihood, statistics, mean_blocks, prior_structure, prior_values=None, noise_precision=None,
-             learn_prior=True, learn_noise=False):
+def optimize(
+    structure,
+    likelihood,
+    statistics,
+    mean_blocks,
+    prior_structure,
+    prior_values=None,
+    noise_precision=None,
+    learn_prior=True,
+    learn_noise=False,
+):
     """Maximises `log_marginal_likelihood` in the prior precision and/or the noise precision.
 
     Args:
@@ -81,9 +92,13 @@ def optimize(structure, likelihood, statistics, mean_blocks, prior_structure, pr
         `(prior_values, noise_precision)` as a float64 array and a float.
     """
     count = num_prior_values(prior_structure, structure.shapes)
-    prior_values = np.ones(count) if prior_values is None else np.broadcast_to(np.asarray(prior_values, "float64"), (count,))
+    prior_values = (
+        np.ones(count) if prior_values is None else np.broadcast_to(np.asarray(prior_values, "float64"), (count,))
+    )
     noise_precision = 1.0 if noise_precision is None else float(noise_precision)
-    start = np.concatenate([np.log(prior_values) if learn_prior else [], [np.log(noise_precision)] if learn_noise else []])
+    start = np.concatenate(
+        [np.log(prior_values) if learn_prior else [], [np.log(noise_precision)] if learn_noise else []]
+    )
     if not len(start):
         return np.array(prior_values, dtype="float64"), noise_precision
 
@@ -96,7 +111,9 @@ def optimize(structure, likelihood, statistics, mean_blocks, prior_structure, pr
     def value_and_gradient(parameters):
         with tf.GradientTape() as tape:
             tape.watch(parameters)
-            value = -log_marginal_likelihood(structure, likelihood, statistics, mean_blocks, prior_structure, *unpack(parameters))
+            value = -log_marginal_likelihood(
+                structure, likelihood, statistics, mean_blocks, prior_structure, *unpack(parameters)
+            )
         return value, tape.gradient(value, parameters)
 
     # A concrete function: each fit traces its own, which TensorFlow's retracing warning would count.
@@ -107,7 +124,11 @@ def optimize(structure, likelihood, statistics, mean_blocks, prior_structure, pr
         return float(value), gradient.numpy()
 
     result = scipy.optimize.minimize(
-        objective, start, jac=True, method="L-BFGS-B", bounds=[(-_LOG_BOUND, _LOG_BOUND)] * len(start),
+        objective,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(-_LOG_BOUND, _LOG_BOUND)] * len(start),
         options={"maxiter": 500, "ftol": 1e-14, "gtol": 1e-9},
     )
     prior, noise = unpack(result.x)

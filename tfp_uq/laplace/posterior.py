@@ -193,11 +193,18 @@ class LaplacePosterior(_protocol.Posterior):
         noise_precision = self._noise_precision()
         if noise_scale is not None:
             if not self.likelihood.learns_noise:
-                raise ValueError("noise_scale applies only to regression with one noise scale (a mean squared error loss)")
+                raise ValueError(
+                    "noise_scale applies only to regression with one noise scale (a mean squared error loss)"
+                )
             noise_precision = 1.0 / _validation.positive("noise_scale", noise_scale) ** 2
         value = marglik.log_marginal_likelihood(
-            self.structure, self.likelihood, self._statistics(), self._mean_blocks(), self._config["prior_structure"],
-            tf.constant(values, tf.float64), tf.constant(noise_precision, tf.float64),
+            self.structure,
+            self.likelihood,
+            self._statistics(),
+            self._mean_blocks(),
+            self._config["prior_structure"],
+            tf.constant(values, tf.float64),
+            tf.constant(noise_precision, tf.float64),
         )
         return float(value)
 
@@ -208,7 +215,9 @@ class LaplacePosterior(_protocol.Posterior):
         return self._config["noise_precision"] if self.likelihood.learns_noise else 1.0
 
     def _prior_blocks(self, values):
-        return marglik.expand_prior(self._config["prior_structure"], tf.constant(values, tf.float64), self.structure.shapes)
+        return marglik.expand_prior(
+            self._config["prior_structure"], tf.constant(values, tf.float64), self.structure.shapes
+        )
 
     def _mean_blocks(self):
         sizes = np.cumsum([rows * columns for rows, columns in self.structure.shapes])[:-1]
@@ -252,7 +261,9 @@ class LaplacePosterior(_protocol.Posterior):
         deltas = self.structure.sample(self._graph_arrays(), seed, num_samples)
         if self.predictive == "nn":
             return self._network_samples(inputs, deltas)
-        f, jacobians = self._function.jacobians(inputs, lambda outputs: _predictive.unit_columns(self.likelihood, outputs))
+        f, jacobians = self._function.jacobians(
+            inputs, lambda outputs: _predictive.unit_columns(self.likelihood, outputs)
+        )
         linear = self.likelihood.linearized(f)[None] + tf.add_n([j.apply(d) for j, d in zip(jacobians, deltas)])
         return self._outputs(linear, f)
 
@@ -269,7 +280,9 @@ class LaplacePosterior(_protocol.Posterior):
         return ops.concatenate([linear, ops.broadcast_to(scale[None], ops.shape(linear))], axis=-1)
 
     def _network_samples(self, inputs, deltas):
-        means = [block.matrix(block.kernel.value, None if block.bias is None else block.bias.value) for block in self.blocks]
+        means = [
+            block.matrix(block.kernel.value, None if block.bias is None else block.bias.value) for block in self.blocks
+        ]
 
         def one_sample(sample_deltas):
             matrices = [mean + delta for mean, delta in zip(means, sample_deltas)]
