@@ -42,7 +42,7 @@ def mlp():
         [keras.Input((4,)), keras.layers.Dense(6, activation="tanh"), keras.layers.Dense(3, activation="softmax")]
     )
     model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy", jit_compile=False)
-    model.fit(x, y, epochs=30, batch_size=50, verbose=0)
+    model.fit(x, y, epochs=15, batch_size=50, verbose=0)
     return model, (x, y)
 
 

@@ -28,6 +28,7 @@ pre-activation gradients' outer products; with eigendecompositions
 import numpy as np
 import tensorflow as tf
 
+from tfp_uq import _random
 from tfp_uq.laplace import _function
 
 #: The most parameters hessian="full" (and a dense covariance) takes: its matrices hold parameters^2
@@ -36,7 +37,9 @@ FULL_MAX_PARAMETERS = 5000
 
 
 def _stateless_normal(seed, index, shape):
-    return tf.random.stateless_normal(shape, tf.random.experimental.stateless_fold_in(seed, index))
+    # tfp_uq._random draws the same numbers eagerly, in a graph and under XLA, where TensorFlow's stateless
+    # generators do not (Philox and ThreeFry gave other numbers compiled than uncompiled).
+    return _random.normal(shape, _random.substream(seed, index))
 
 
 class Structure:
