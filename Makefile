@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 # tfp_uq's C++ kernels (optional: without a compiler the layers use XLA-compiled draws).
 NATIVE := $(VENV)/.native
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint format bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ demo: $(NATIVE)
 
 test: $(NATIVE)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 bench: $(NATIVE)
 	$(PY) benchmarks/layers_speed.py

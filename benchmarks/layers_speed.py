@@ -132,18 +132,26 @@ def _keras_kinds(model_kind):
 
     bayes = {"kl_weight": 1e-4}
     if model_kind == "mlp":
-        return _mlp, (784,), [
-            ("keras Dense", keras.layers.Dense, {}),
-            ("keras Dense, 2 variables per weight (floor)", _two_variable_dense(), {}),
-            ("tfp_uq DenseReparameterization", tfp_uq.layers.DenseReparameterization, bayes),
-            ("tfp_uq DenseFlipout", tfp_uq.layers.DenseFlipout, bayes),
-            ("tfp_uq DenseLocalReparameterization", tfp_uq.layers.DenseLocalReparameterization, bayes),
-        ]
-    return _cnn, (28, 28, 1), [
-        ("keras Conv2D", keras.layers.Conv2D, {}),
-        ("tfp_uq Conv2DReparameterization", tfp_uq.layers.Conv2DReparameterization, bayes),
-        ("tfp_uq Conv2DFlipout", tfp_uq.layers.Conv2DFlipout, bayes),
-    ]
+        return (
+            _mlp,
+            (784,),
+            [
+                ("keras Dense", keras.layers.Dense, {}),
+                ("keras Dense, 2 variables per weight (floor)", _two_variable_dense(), {}),
+                ("tfp_uq DenseReparameterization", tfp_uq.layers.DenseReparameterization, bayes),
+                ("tfp_uq DenseFlipout", tfp_uq.layers.DenseFlipout, bayes),
+                ("tfp_uq DenseLocalReparameterization", tfp_uq.layers.DenseLocalReparameterization, bayes),
+            ],
+        )
+    return (
+        _cnn,
+        (28, 28, 1),
+        [
+            ("keras Conv2D", keras.layers.Conv2D, {}),
+            ("tfp_uq Conv2DReparameterization", tfp_uq.layers.Conv2DReparameterization, bayes),
+            ("tfp_uq Conv2DFlipout", tfp_uq.layers.Conv2DFlipout, bayes),
+        ],
+    )
 
 
 def _kernels_built():
@@ -160,11 +168,13 @@ def keras_rows(tf, args, model_kind):
     rows = []
     for jit in (False, True):
         for name, cls, kwargs in kinds:
-            rows.append((name, jit, _best_time(tf, lambda: build(keras, cls, kwargs), data, jit, args)))
+            rows.append(
+                (name, jit, _best_time(tf, lambda cls=cls, kwargs=kwargs: build(keras, cls, kwargs), data, jit, args))
+            )
             if not jit and name.startswith("tfp_uq") and _kernels_built():
                 os.environ["TFP_UQ_NATIVE"] = "0"  # read when a model's step is traced
                 try:
-                    seconds = _best_time(tf, lambda: build(keras, cls, kwargs), data, jit, args)
+                    seconds = _best_time(tf, lambda cls=cls, kwargs=kwargs: build(keras, cls, kwargs), data, jit, args)
                 finally:
                     del os.environ["TFP_UQ_NATIVE"]
                 rows.append((f"{name}, XLA-compiled draw", jit, seconds))
@@ -182,7 +192,7 @@ def forward_rows(tf, args, model_kind):
         for name, cls, kwargs in kinds:
             model = build(keras, cls, kwargs)
             forward = tf.function(lambda x, model=model: model(x, training=False), jit_compile=jit)
-            rows.append((name, jit, best_call_seconds(lambda: forward(x), args.steps, args.repeats)))
+            rows.append((name, jit, best_call_seconds(lambda forward=forward: forward(x), args.steps, args.repeats)))
     return rows
 
 
@@ -208,8 +218,11 @@ def tfp_rows(tf, args, model_kind):
             ("tfp.layers Convolution2DFlipout", tfp.layers.Convolution2DFlipout),
         ]
     data = dataset(tf, args.batch_size, shape)
-    return [(name, jit, _best_time(tf, lambda: build(tf_keras, cls, {}), data, jit, args))
-            for jit in (False, True) for name, cls in kinds]
+    return [
+        (name, jit, _best_time(tf, lambda cls=cls: build(tf_keras, cls, {}), data, jit, args))
+        for jit in (False, True)
+        for name, cls in kinds
+    ]
 
 
 def print_table(title, rows):
@@ -230,9 +243,11 @@ def main():
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    print(f"batch {args.batch_size}, Adam, {args.threads} threads, best of {args.instances} models "
-          f"x {args.repeats} timings x {args.steps} steps; tfp_uq's C++ kernels "
-          f"{'built' if _kernels_built() else 'not built: XLA-compiled draws only'}")
+    print(
+        f"batch {args.batch_size}, Adam, {args.threads} threads, best of {args.instances} models "
+        f"x {args.repeats} timings x {args.steps} steps; tfp_uq's C++ kernels "
+        f"{'built' if _kernels_built() else 'not built: XLA-compiled draws only'}"
+    )
     for kind, title in (("mlp", "MLP 784-256-10"), ("cnn", "CNN 2 x Conv2D on 28x28x1")):
         if args.only not in (None, kind):
             continue
@@ -240,7 +255,9 @@ def main():
         print_table(f"{title}, one forward pass (training=False), Keras 3 (tfp_uq)", forward_rows(tf, args, kind))
         if not args.no_tfp:
             rows = tfp_rows(tf, args, kind)
-            print_table(f"{title}, tf_keras (TFP's own layers)", rows) if rows else print("\ntf_keras not importable: TFP's layers skipped")
+            print_table(f"{title}, tf_keras (TFP's own layers)", rows) if rows else print(
+                "\ntf_keras not importable: TFP's layers skipped"
+            )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,12 @@ def main():
     parser.add_argument("--inputs", type=int, default=10000)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=1000, help="inputs per call of the plain passes (a)")
-    parser.add_argument("--loop-calls", type=int, default=None, help="model.predict calls timed for (b), scaled to --samples (default: all)")
+    parser.add_argument(
+        "--loop-calls",
+        type=int,
+        default=None,
+        help="model.predict calls timed for (b), scaled to --samples (default: all)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -41,7 +46,9 @@ def main():
     x = np.random.default_rng(0).normal(size=(args.inputs, 784)).astype("float32")
 
     def mlp(dense, **kwargs):
-        return keras.Sequential([keras.Input((784,)), dense(256, activation="relu", **kwargs), dense(10, activation="softmax", **kwargs)])
+        return keras.Sequential(
+            [keras.Input((784,)), dense(256, activation="relu", **kwargs), dense(10, activation="softmax", **kwargs)]
+        )
 
     bayesian = mlp(tfp_uq.DenseFlipout, kl_weight=1e-4)
     plain = mlp(keras.layers.Dense)
@@ -81,7 +88,10 @@ def main():
         ("tfp_uq.predict (vectorised, no XLA)", t_predict),
         ("tfp_uq.predict (vectorised, XLA)", t_predict_xla),
         ("(a) plain Dense MLP, 100 passes (XLA)", t_plain),
-        ("(b) loop of model.predict" + ("" if calls == args.samples else f" (x{args.samples // calls} of {calls})"), t_loop),
+        (
+            "(b) loop of model.predict" + ("" if calls == args.samples else f" (x{args.samples // calls} of {calls})"),
+            t_loop,
+        ),
     ]:
         print(f"{name:40s} {seconds:9.2f} {seconds / t_plain:15.2f}")
     print(f"tfp_uq.predict is {t_loop / t_predict:.1f}x faster than the loop (b)")

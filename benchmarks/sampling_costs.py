@@ -50,7 +50,8 @@ def op_rows(tf):
     ops = {
         "copy (read + write, subtracted below)": lambda: loc * 1.0,
         "TensorFlow's Philox bits (not used)": lambda: tf.random.stateless_uniform(
-            SHAPE, seed, minval=None, maxval=None, dtype="uint32", alg="philox"),
+            SHAPE, seed, minval=None, maxval=None, dtype="uint32", alg="philox"
+        ),
         "random bits (xxHash32 of each index)": lambda: _random._bits(shape, seed),
         "inverse normal CDF": lambda: tf.math.ndtri(unit),
         "softplus (the scale)": lambda: priors.positive_scale(rho),
@@ -91,24 +92,33 @@ def draw_rows(tf):
             loss = tf.reduce_sum(samples["kernel"] * upstream) + kl
         return tf.add_n([tf.reduce_sum(g) for g in tape.gradient(loss, layer.trainable_variables)])
 
-    rows = [("layer draw + KL, forward (XLA, as in a step)", best_ms(tf.function(forward))),
-            ("layer draw + KL, forward + backward", best_ms(tf.function(forward_backward)))]
+    rows = [
+        ("layer draw + KL, forward (XLA, as in a step)", best_ms(tf.function(forward))),
+        ("layer draw + KL, forward + backward", best_ms(tf.function(forward_backward))),
+    ]
     if _native.library() is not None:  # training calls outside XLA use the kernels
-        rows += [("layer draw + KL, forward (compiled kernels)", best_ms(tf.function(lambda: forward(True)))),
-                 ("layer draw + KL, forward + backward (compiled kernels)",
-                  best_ms(tf.function(lambda: forward_backward(True))))]
+        rows += [
+            ("layer draw + KL, forward (compiled kernels)", best_ms(tf.function(lambda: forward(True)))),
+            (
+                "layer draw + KL, forward + backward (compiled kernels)",
+                best_ms(tf.function(lambda: forward_backward(True))),
+            ),
+        ]
     return rows
 
 
 def step_rows(tf, keras):
-    import tfp_uq
     from layers_speed import _mlp, _two_variable_dense, dataset, time_model
+
+    import tfp_uq
 
     data = dataset(tf, 128, (784,))
     timing = argparse.Namespace(warmup=20, steps=200, repeats=3)
-    kinds = [("keras Dense", keras.layers.Dense, {}),
-             ("Dense, 2 variables per weight (floor)", _two_variable_dense(), {}),
-             ("tfp_uq DenseReparameterization", tfp_uq.layers.DenseReparameterization, {"kl_weight": 1e-4})]
+    kinds = [
+        ("keras Dense", keras.layers.Dense, {}),
+        ("Dense, 2 variables per weight (floor)", _two_variable_dense(), {}),
+        ("tfp_uq DenseReparameterization", tfp_uq.layers.DenseReparameterization, {"kl_weight": 1e-4}),
+    ]
     return [(name, time_model(tf, _mlp(keras, cls, kwargs), data, False, timing) * 1e3) for name, cls, kwargs in kinds]
 
 
@@ -139,8 +149,10 @@ def main():
     matmuls = flipout_matmul_ms(tf)
     print(f"\nsampling needs at least {needed:.3f} ms; room above the floor:")
     print(f"  DenseReparameterization <= 1.5x Dense: {1.5 * dense - floor:.3f} ms")
-    print(f"  DenseFlipout <= 1.8x Dense, less its two extra matmuls ({matmuls:.3f} ms): "
-          f"{1.8 * dense - floor - matmuls:.3f} ms")
+    print(
+        f"  DenseFlipout <= 1.8x Dense, less its two extra matmuls ({matmuls:.3f} ms): "
+        f"{1.8 * dense - floor - matmuls:.3f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -60,7 +60,6 @@ def load_split(folder, split):
 
 def run_split(folder, split, method, epochs, hidden, samples, seed):
     import keras
-    import numpy as np
 
     import tfp_uq
     from tfp_uq import _recipes
@@ -72,12 +71,23 @@ def run_split(folder, split, method, epochs, hidden, samples, seed):
     standardise = lambda a: ((a - x_mean) / x_std).astype("float32")  # noqa: E731
     keras.utils.set_random_seed(seed + split)
     steps = _recipes.decay_steps(len(x_train), epochs, BATCH_SIZE)
-    model = _recipes.build(method, x_train.shape[1], "regression", 1, len(x_train), hidden=(hidden,), seed=seed + split,
-                           decay_steps=steps)
-    model.fit(standardise(x_train), ((y_train - y_mean) / y_std).astype("float32"), epochs=epochs, batch_size=BATCH_SIZE,
-              verbose=0)
-    result = tfp_uq.predict(model, standardise(x_test), num_samples=_recipes.num_predict_samples(method, samples),
-                            seed=seed, return_samples=True)
+    model = _recipes.build(
+        method, x_train.shape[1], "regression", 1, len(x_train), hidden=(hidden,), seed=seed + split, decay_steps=steps
+    )
+    model.fit(
+        standardise(x_train),
+        ((y_train - y_mean) / y_std).astype("float32"),
+        epochs=epochs,
+        batch_size=BATCH_SIZE,
+        verbose=0,
+    )
+    result = tfp_uq.predict(
+        model,
+        standardise(x_test),
+        num_samples=_recipes.num_predict_samples(method, samples),
+        seed=seed,
+        return_samples=True,
+    )
     locs = result.samples[..., :1] * y_std + y_mean
     scales = result.samples[..., 1:] * y_std
     rmse = tfp_uq.metrics.rmse(y_test, locs.mean(0))
@@ -112,16 +122,34 @@ def main():
         hidden = _read_int(folder, "n_hidden.txt", 50)
         for method in methods:
             start = time.perf_counter()
-            scores = np.array([run_split(folder, k, method, epochs, hidden, args.samples, args.seed) for k in range(splits)])
-            mean, error = scores.mean(0), scores.std(0, ddof=1) / np.sqrt(len(scores)) if len(scores) > 1 else np.zeros(2)
+            scores = np.array(
+                [run_split(folder, k, method, epochs, hidden, args.samples, args.seed) for k in range(splits)]
+            )
+            mean, error = (
+                scores.mean(0),
+                scores.std(0, ddof=1) / np.sqrt(len(scores)) if len(scores) > 1 else np.zeros(2),
+            )
             rows.append((name, method, splits, mean, error, time.perf_counter() - start))
-            print(f"{name:18s} {method:12s} RMSE {mean[0]:.3f} +- {error[0]:.3f}  LL {mean[1]:.3f} +- {error[1]:.3f}  "
-                  f"({splits} splits, {time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-    print(f"\n{'dataset':18s} {'method':12s} {'splits':>6s} {'RMSE':>15s} {'test LL':>15s} {'published MC dropout':>30s}")
+            print(
+                f"{name:18s} {method:12s} RMSE {mean[0]:.3f} +- {error[0]:.3f}  LL {mean[1]:.3f} +- {error[1]:.3f}  "
+                f"({splits} splits, {time.perf_counter() - start:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+    print(
+        f"\n{'dataset':18s} {'method':12s} {'splits':>6s} {'RMSE':>15s} {'test LL':>15s} {'published MC dropout':>30s}"
+    )
     for name, method, splits, mean, error, _ in rows:
         published = PUBLISHED_MC_DROPOUT.get(name)
-        reference = f"{published[0][0]:.2f} +- {published[0][1]:.2f} / {published[1][0]:.2f} +- {published[1][1]:.2f}" if published else "-"
-        print(f"{name:18s} {method:12s} {splits:6d} {mean[0]:7.3f} +- {error[0]:.3f} {mean[1]:7.3f} +- {error[1]:.3f} {reference:>30s}")
+        reference = (
+            f"{published[0][0]:.2f} +- {published[0][1]:.2f} / {published[1][0]:.2f} +- {published[1][1]:.2f}"
+            if published
+            else "-"
+        )
+        print(
+            f"{name:18s} {method:12s} {splits:6d} {mean[0]:7.3f} +- {error[0]:.3f} "
+            f"{mean[1]:7.3f} +- {error[1]:.3f} {reference:>30s}"
+        )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,16 @@ def _accuracy_curve(strategy, x_pool, y_pool, x_test, y_test, rounds, epochs, se
     curve = []
     for _ in range(rounds):
         keras.utils.set_random_seed(seed)
-        model = _recipes.build("mc_dropout", x_pool.shape[1], "classification", 10, len(labelled),
-                               hidden=(128,), dropout_rate=0.3, seed=seed)
+        model = _recipes.build(
+            "mc_dropout",
+            x_pool.shape[1],
+            "classification",
+            10,
+            len(labelled),
+            hidden=(128,),
+            dropout_rate=0.3,
+            seed=seed,
+        )
         model.fit(x_pool[labelled], y_pool[labelled], epochs=epochs, batch_size=32, verbose=0)
         curve.append(tfp_uq.metrics.accuracy(tfp_uq.predict(model, x_test, num_samples=20, seed=0).probs, y_test))
         unlabelled = np.setdiff1d(np.arange(len(x_pool)), labelled)

@@ -26,13 +26,15 @@ def main(argv=None):
     x_train, y_train, x_test, y_test = x[:1400], y[:1400], x[1400:], y[1400:]
     noise = np.random.default_rng(0).uniform(size=(200, 8, 8, 1)).astype("float32")
     keras.utils.set_random_seed(0)
-    cnn = keras.Sequential([
-        keras.Input((8, 8, 1)),
-        keras.layers.Conv2D(16, 3, activation="relu"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    cnn = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(16, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     cnn.compile("adam", "sparse_categorical_crossentropy")
     cnn.fit(x_train, y_train, epochs=2 if args.quick else 30, batch_size=64, verbose=0)
 
@@ -44,9 +46,11 @@ def main(argv=None):
     for name, model, samples in (("CNN", cnn, 1), ("Bayesian", bnn, 100)):
         test = tfp_uq.predict(model, x_test, num_samples=samples, seed=0)
         ood = tfp_uq.predict(model, noise, num_samples=samples, seed=0)
-        print(f"{name:10s} {tfp_uq.metrics.accuracy(test.probs, y_test):9.3f} "
-              f"{tfp_uq.metrics.negative_log_likelihood(test.probs, y_test):7.3f} "
-              f"{tfp_uq.metrics.expected_calibration_error(test.probs, y_test):7.3f} {ood.total_entropy.mean():14.3f}")
+        print(
+            f"{name:10s} {tfp_uq.metrics.accuracy(test.probs, y_test):9.3f} "
+            f"{tfp_uq.metrics.negative_log_likelihood(test.probs, y_test):7.3f} "
+            f"{tfp_uq.metrics.expected_calibration_error(test.probs, y_test):7.3f} {ood.total_entropy.mean():14.3f}"
+        )
     return bnn
 
 

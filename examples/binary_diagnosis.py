@@ -31,11 +31,13 @@ def main(argv=None):
     x_train, x_test = ((x_train - mean) / std).astype("float32"), ((x_test - mean) / std).astype("float32")
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((x.shape[1],)),
-        tfp_uq.DenseFlipout(32, activation="relu", seed=1),  # was keras.layers.Dense
-        tfp_uq.DenseFlipout(1, activation="sigmoid", seed=2),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((x.shape[1],)),
+            tfp_uq.DenseFlipout(32, activation="relu", seed=1),  # was keras.layers.Dense
+            tfp_uq.DenseFlipout(1, activation="sigmoid", seed=2),
+        ]
+    )
     model.compile(keras.optimizers.Adam(3e-3), "binary_crossentropy", metrics=["accuracy"])
     epochs = 3 if args.quick else 60
     callbacks = [
@@ -45,19 +47,29 @@ def main(argv=None):
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0, callbacks=callbacks)
 
     result = tfp_uq.predict(model, x_test, num_samples=200, seed=0)
-    print(f"test accuracy {tfp_uq.metrics.accuracy(result.probs, y_test):.3f}, "
-          f"NLL {tfp_uq.metrics.negative_log_likelihood(result.probs, y_test):.3f}, "
-          f"ECE {tfp_uq.metrics.expected_calibration_error(result.probs, y_test, num_bins=10):.3f} "
-          f"(last logged val_ece {history.history['val_ece'][-1]:.3f})")
+    print(
+        f"test accuracy {tfp_uq.metrics.accuracy(result.probs, y_test):.3f}, "
+        f"NLL {tfp_uq.metrics.negative_log_likelihood(result.probs, y_test):.3f}, "
+        f"ECE {tfp_uq.metrics.expected_calibration_error(result.probs, y_test, num_bins=10):.3f} "
+        f"(last logged val_ece {history.history['val_ece'][-1]:.3f})"
+    )
     threshold = float(np.quantile(result.total_entropy, 0.9))
     refer = tfp_uq.selective.should_refer(result.total_entropy, threshold)
     kept = ~refer
-    print(f"referring {refer.mean():.0%} of patients (entropy > {threshold:.3f}): accuracy on the rest "
-          f"{tfp_uq.metrics.accuracy(result.probs[kept], y_test[kept]):.3f}")
-    tfp_uq.plots.reliability_diagram(result.probs, y_test, num_bins=10, title="Breast cancer, DenseFlipout",
-                                     path=os.path.join(args.output, "diagnosis_reliability.png"))
-    path = tfp_uq.export(model, os.path.join(args.output, "diagnosis_savedmodel"), num_samples=100,
-                         threshold=threshold, overwrite=True)
+    print(
+        f"referring {refer.mean():.0%} of patients (entropy > {threshold:.3f}): accuracy on the rest "
+        f"{tfp_uq.metrics.accuracy(result.probs[kept], y_test[kept]):.3f}"
+    )
+    tfp_uq.plots.reliability_diagram(
+        result.probs,
+        y_test,
+        num_bins=10,
+        title="Breast cancer, DenseFlipout",
+        path=os.path.join(args.output, "diagnosis_reliability.png"),
+    )
+    path = tfp_uq.export(
+        model, os.path.join(args.output, "diagnosis_savedmodel"), num_samples=100, threshold=threshold, overwrite=True
+    )
     print(f"exported to {path}: serve(x) returns probs, entropy, mutual_information, refer, ...")
     return result
 

@@ -23,21 +23,30 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.uniform(-3, -0.5, 300), rng.uniform(1, 3, 300)])[:, None].astype("float32")
     y = (np.sin(x) + (0.05 + 0.15 * np.abs(x)) * rng.normal(size=x.shape)).astype("float32")
-    model = keras.Sequential([
-        keras.Input((1,)),
-        tfp_uq.DenseFlipout(64, activation="relu", seed=1),
-        tfp_uq.DenseFlipout(64, activation="relu", seed=2),
-        tfp_uq.DenseFlipout(2, seed=3),
-        tfp_uq.GaussianHead(),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((1,)),
+            tfp_uq.DenseFlipout(64, activation="relu", seed=1),
+            tfp_uq.DenseFlipout(64, activation="relu", seed=2),
+            tfp_uq.DenseFlipout(2, seed=3),
+            tfp_uq.GaussianHead(),
+        ]
+    )
     tfp_uq.set_kl_weight(model, num_examples=len(x))
     model.compile(keras.optimizers.Adam(3e-3), tfp_uq.losses.GaussianNLL(), jit_compile=True)
     model.fit(x, y, epochs=5 if args.quick else 300, batch_size=64, verbose=0)
 
     grid = np.linspace(-4.5, 4.5, 300)[:, None].astype("float32")
     result = tfp_uq.predict(model, grid, num_samples=100, seed=0)
-    tfp_uq.plots.predictive_band(grid, result.mean, result.std, x_train=x, y_train=y, y_true=np.sin(grid),
-                                 path=os.path.join(args.output, "predictive_band.png"))
+    tfp_uq.plots.predictive_band(
+        grid,
+        result.mean,
+        result.std,
+        x_train=x,
+        y_train=y,
+        y_true=np.sin(grid),
+        path=os.path.join(args.output, "predictive_band.png"),
+    )
     g = grid[:, 0]
     regions = {
         "in the data": ((g > -3) & (g < -0.5)) | ((g > 1) & (g < 3)),
@@ -47,8 +56,10 @@ def main(argv=None):
     epistemic = np.sqrt(result.epistemic_variance[:, 0])
     print("mean epistemic std: " + ", ".join(f"{name} {epistemic[mask].mean():.3f}" for name, mask in regions.items()))
     train = tfp_uq.predict(model, x, num_samples=100, seed=0)
-    print(f"training-data 95% interval coverage {tfp_uq.metrics.picp(y, train.mean, train.std):.3f}, "
-          f"miscalibration area {tfp_uq.metrics.miscalibration_area(y, train.mean, train.std):.3f}")
+    print(
+        f"training-data 95% interval coverage {tfp_uq.metrics.picp(y, train.mean, train.std):.3f}, "
+        f"miscalibration area {tfp_uq.metrics.miscalibration_area(y, train.mean, train.std):.3f}"
+    )
     return result
 
 

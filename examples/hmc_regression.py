@@ -29,18 +29,34 @@ def main(argv=None):
 
     steps = 20 if args.quick else 400
     posterior = tfp_uq.inference.sample_posterior(
-        model, x, y, noise_scale=0.1, num_chains=4, num_burnin=steps, num_results=steps, seed=1,
+        model,
+        x,
+        y,
+        noise_scale=0.1,
+        num_chains=4,
+        num_burnin=steps,
+        num_results=steps,
+        seed=1,
     )
     d = posterior.diagnostics
-    print(f"max R-hat {d['max_rhat']:.3f}, min ESS {d['min_ess']:.0f}, acceptance {d['acceptance_rate']:.2f}, "
-          f"divergences {d['num_divergences']}, step size {d['step_size']:.4f}, {d['seconds']:.0f} s")
+    print(
+        f"max R-hat {d['max_rhat']:.3f}, min ESS {d['min_ess']:.0f}, acceptance {d['acceptance_rate']:.2f}, "
+        f"divergences {d['num_divergences']}, step size {d['step_size']:.4f}, {d['seconds']:.0f} s"
+    )
     grid = np.linspace(-3, 3, 200)[:, None].astype("float32")
     result = posterior.predict(grid)
     truth = np.sin(2 * grid) + 0.1 * rng.normal(size=grid.shape)
     inside = np.abs(truth - result.mean) < 1.96 * result.std
     print(f"95% predictive interval covers {inside[np.abs(grid[:, 0]) < 2].mean():.3f} of fresh data inside [-2, 2]")
-    tfp_uq.plots.predictive_band(grid, result.mean, result.std, x_train=x, y_train=y,
-                                 path=os.path.join(args.output, "hmc_band.png"), title="NUTS posterior predictive")
+    tfp_uq.plots.predictive_band(
+        grid,
+        result.mean,
+        result.std,
+        x_train=x,
+        y_train=y,
+        path=os.path.join(args.output, "hmc_band.png"),
+        title="NUTS posterior predictive",
+    )
     return posterior
 
 

@@ -4,14 +4,17 @@ import pytest
 from sklearn.datasets import load_digits
 
 import tfp_uq
-from tfp_uq import layers
 
 X = np.random.default_rng(0).normal(size=(6, 8, 8, 1)).astype("float32")
 
 
 def _functional_with_nested_cnn():
     features = keras.Sequential(
-        [keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu", name="conv"), keras.layers.Flatten(name="flat")],
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+            keras.layers.Flatten(name="flat"),
+        ],
         name="features",
     )
     inputs = keras.Input((8, 8, 1))
@@ -39,7 +42,11 @@ def test_conversion_keeps_structure_and_tiny_moped_delta_reproduces_predictions(
     np.testing.assert_allclose(converted.predict(X, verbose=0), before, atol=1e-4)
     np.testing.assert_array_equal(model.predict(X, verbose=0), before)  # original untouched
     kinds = {type(l).__name__ for l in converted._flatten_layers()}
-    expected = {"flipout": "Conv2DFlipout", "reparameterization": "Conv2DReparameterization", "mc_dropout": "MCDropoutWrapper"}
+    expected = {
+        "flipout": "Conv2DFlipout",
+        "reparameterization": "Conv2DReparameterization",
+        "mc_dropout": "MCDropoutWrapper",
+    }
     assert expected[method] in kinds
 
 
@@ -49,7 +56,9 @@ def test_moped_sets_posterior_scale_to_delta_times_weight():
     layer = converted.layers[0]
     np.testing.assert_allclose(layer.kernel.numpy(), model.layers[0].kernel.numpy())
     np.testing.assert_allclose(
-        layer.posterior_scale("kernel").numpy(), np.maximum(0.1 * np.abs(model.layers[0].kernel.numpy()), 2e-6), rtol=1e-4
+        layer.posterior_scale("kernel").numpy(),
+        np.maximum(0.1 * np.abs(model.layers[0].kernel.numpy()), 2e-6),
+        rtol=1e-4,
     )
 
 

@@ -45,8 +45,11 @@ def test_two_workers_on_localhost_agree():
     for index in range(2):
         config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CONFIG": json.dumps(config)}
-        processes.append(subprocess.Popen([sys.executable, script], env=env, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
     results = []
     for process in processes:
         out, err = process.communicate(timeout=600)

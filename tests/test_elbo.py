@@ -2,7 +2,6 @@
 
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 from keras import ops
 
@@ -18,9 +17,7 @@ def _gaussian_nll(y_true, y_pred):
 
 
 def _fit_linear(x, y, prior, steps, learning_rate):
-    layer = tfp_uq.DenseReparameterization(
-        1, use_bias=False, prior=prior, posterior_scale_init=0.05, seed=3
-    )
+    layer = tfp_uq.DenseReparameterization(1, use_bias=False, prior=prior, posterior_scale_init=0.05, seed=3)
     model = keras.Sequential([keras.Input((x.shape[1],)), layer])
     tfp_uq.set_kl_weight(model, num_examples=len(x))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.002)
@@ -53,9 +50,7 @@ def test_hierarchical_prior_shrinks_irrelevant_inputs():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(200, 10)).astype("float32")
     y = (2.0 * x[:, :1] - 1.5 * x[:, 1:2] + NOISE * rng.normal(size=(200, 1))).astype("float32")
-    layer = _fit_linear(
-        x, y, priors.HierarchicalNormal(granularity="input"), steps=3000, learning_rate=0.02
-    )
+    layer = _fit_linear(x, y, priors.HierarchicalNormal(granularity="input"), steps=3000, learning_rate=0.02)
     scales = layer.prior.scale(layer.prior_variables("kernel")).numpy()[:, 0]
     loc = np.abs(layer.kernel.numpy()[:, 0])
     assert scales[2:].max() < 0.1 * scales[:2].min()

@@ -10,7 +10,9 @@ Y = (X[:, :1] - X[:, 1:2]).astype("float32")
 
 
 def _member(seed):
-    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2), tfp_uq.GaussianHead()])
+    return keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2), tfp_uq.GaussianHead()]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,9 @@ def test_ensemble_saves_loads_and_exports(ensemble, tmp_path):
     path = tfp_uq.export(ensemble, tmp_path / "export", task="regression")
     served = tf.saved_model.load(path)
     outputs = served.serve(tf.constant(X))
-    np.testing.assert_allclose(outputs["epistemic_std"].numpy() ** 2, tfp_uq.predict(ensemble, X).epistemic_variance, rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(
+        outputs["epistemic_std"].numpy() ** 2, tfp_uq.predict(ensemble, X).epistemic_variance, rtol=1e-4, atol=1e-8
+    )
 
 
 def test_bad_ensembles_raise():

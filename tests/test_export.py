@@ -19,7 +19,11 @@ def _serve_in_fresh_process(path, x, tmp_path):
     env = {**os.environ, "PYTHONPATH": ""}
     completed = subprocess.run(
         [sys.executable, SCRIPT, str(path), str(tmp_path / "x.npy")],
-        capture_output=True, text=True, timeout=300, cwd=str(tmp_path), env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(tmp_path),
+        env=env,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -27,15 +31,26 @@ def _serve_in_fresh_process(path, x, tmp_path):
 
 def test_classifier_export_serves_uncertainty_without_tfp_uq(tmp_path):
     model = keras.Sequential(
-        [keras.Input((4,)), layers.DenseFlipout(8, activation="relu", seed=1, posterior_scale_init=0.3),
-         layers.DenseFlipout(3, activation="softmax", seed=2, posterior_scale_init=0.3)]
+        [
+            keras.Input((4,)),
+            layers.DenseFlipout(8, activation="relu", seed=1, posterior_scale_init=0.3),
+            layers.DenseFlipout(3, activation="softmax", seed=2, posterior_scale_init=0.3),
+        ]
     )
     path = tfp_uq.export(model, tmp_path / "export", num_samples=40, task="classification", threshold=0.9, seed=5)
     served = _serve_in_fresh_process(path, X, tmp_path)
     assert not served["tfp_uq_imported"]
     outputs = {k: np.asarray(v) for k, v in served["outputs"].items()}
-    assert set(outputs) == {"mean", "probs", "predicted_class", "entropy", "expected_entropy",
-                            "mutual_information", "variation_ratio", "refer"}
+    assert set(outputs) == {
+        "mean",
+        "probs",
+        "predicted_class",
+        "entropy",
+        "expected_entropy",
+        "mutual_information",
+        "variation_ratio",
+        "refer",
+    }
     assert outputs["probs"].shape == (7, 3) and outputs["refer"].shape == (7,)
     # Same seed, same graph: the first served call equals tfp_uq.predict under XLA.
     expected = tfp_uq.predict(model, X, num_samples=40, seed=5, jit_compile=True)
@@ -54,7 +69,9 @@ def test_regression_export_splits_std(tmp_path):
     np.testing.assert_allclose(outputs["mean"], expected.mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(outputs["aleatoric_std"] ** 2, expected.aleatoric_variance, rtol=1e-3)
     np.testing.assert_allclose(outputs["epistemic_std"] ** 2, expected.epistemic_variance, rtol=1e-3, atol=1e-7)
-    np.testing.assert_allclose(outputs["total_std"] ** 2, outputs["aleatoric_std"] ** 2 + outputs["epistemic_std"] ** 2, rtol=1e-4)
+    np.testing.assert_allclose(
+        outputs["total_std"] ** 2, outputs["aleatoric_std"] ** 2 + outputs["epistemic_std"] ** 2, rtol=1e-4
+    )
 
 
 def test_task_is_read_from_the_output_layer_by_default(tmp_path):
@@ -75,7 +92,9 @@ def test_task_is_read_from_the_output_layer_by_default(tmp_path):
     assert set(served) == {"mean", "total_std", "aleatoric_std", "epistemic_std"}
 
     # One unit whose sigmoid the graph hides, and a cross-entropy loss: a binary classifier.
-    hidden = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(1, seed=2), keras.layers.Lambda(keras.ops.sigmoid)])
+    hidden = keras.Sequential(
+        [keras.Input((4,)), layers.DenseFlipout(1, seed=2), keras.layers.Lambda(keras.ops.sigmoid)]
+    )
     hidden.compile("adam", "binary_crossentropy")
     loaded = tf.saved_model.load(tfp_uq.export(hidden, tmp_path / "hidden", num_samples=5))
     assert loaded.serve(X)["probs"].shape == (7, 2)
@@ -110,10 +129,46 @@ def test_hmc_posterior_exports(tmp_path):
     rng = np.random.default_rng(0)
     y = (X @ np.array([[1.0], [0.0], [-1.0], [0.5]]) + 0.3 * rng.normal(size=(7, 1))).astype("float32")
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    posterior = sample_posterior(model, X, y, noise_scale=0.3, num_chains=2, num_burnin=50, num_results=50, progress=False)
+    posterior = sample_posterior(
+        model, X, y, noise_scale=0.3, num_chains=2, num_burnin=50, num_results=50, progress=False
+    )
     path = tfp_uq.export(posterior, tmp_path / "hmc", num_samples=100, task="regression")
     outputs = {k: np.asarray(v) for k, v in _serve_in_fresh_process(path, X, tmp_path)["outputs"].items()}
     expected = posterior.predict(X)
     np.testing.assert_allclose(outputs["mean"], expected.mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(outputs["epistemic_std"] ** 2, expected.epistemic_variance, rtol=1e-3, atol=1e-8)
     np.testing.assert_allclose(outputs["total_std"] ** 2, expected.variance, rtol=1e-3)
+
+
+def test_exported_decisions_fail_safe_on_nonfinite_rows(tmp_path):
+    model = keras.Sequential(
+        [keras.Input((4,)), layers.DenseFlipout(3, activation="softmax", seed=2, posterior_scale_init=0.3)]
+    )
+    path = tfp_uq.export(model, tmp_path / "export", num_samples=8, threshold=0.01, seed=1)
+    x = X.copy()
+    x[1, 2], x[4, 0] = np.nan, -np.inf
+    outputs = {k: np.asarray(v) for k, v in _serve_in_fresh_process(path, x, tmp_path)["outputs"].items()}
+    assert list(outputs["predicted_class"][[1, 4]]) == [-1, -1]
+    assert outputs["refer"][[1, 4]].all() and np.isnan(outputs["probs"][[1, 4]]).all()
+    finite = [0, 2, 3, 5, 6]
+    assert (outputs["predicted_class"][finite] >= 0).all() and np.isfinite(outputs["probs"][finite]).all()
+    # A model whose weights diverged: every row is referred, none gets a class.
+    model.layers[0].kernel.assign(np.full((4, 3), np.nan, "float32"))
+    path = tfp_uq.export(model, tmp_path / "diverged", num_samples=4, threshold=0.5, seed=1)
+    outputs = {k: np.asarray(v) for k, v in _serve_in_fresh_process(path, X, tmp_path)["outputs"].items()}
+    assert outputs["refer"].all() and (outputs["predicted_class"] == -1).all()
+
+
+@pytest.mark.slow
+def test_a_short_soak_of_concurrent_requests_stays_correct_and_flat_in_memory(tmp_path):
+    soak = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "export_soak.py")
+    completed = subprocess.run(
+        [sys.executable, soak, "--make-example", str(tmp_path / "export"), "--threads", "4", "--requests", "100",
+         "--max-batch", "8", "--warmup", "30"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["failures"] == 0 and not report["tfp_uq_imported"]
+    assert report["requests"] == 400 and report["p99_ms"] >= report["p50_ms"] > 0
+    assert report["rss_growth"] < 0.05, report

@@ -18,7 +18,9 @@ LAYERS = ["DenseFlipout", "DenseReparameterization", "DenseLocalReparameterizati
 def summary():
     completed = subprocess.run(
         [sys.executable, SCRIPT, *LAYERS],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])

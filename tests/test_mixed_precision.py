@@ -19,11 +19,18 @@ def policy(request):
     keras.mixed_precision.set_global_policy("float32")
 
 
-@pytest.mark.parametrize("cls", [layers.DenseFlipout, layers.DenseReparameterization, layers.DenseLocalReparameterization])
+@pytest.mark.parametrize(
+    "cls", [layers.DenseFlipout, layers.DenseReparameterization, layers.DenseLocalReparameterization]
+)
 def test_dense_layers_train_with_float32_state(policy, cls):
     model = keras.Sequential(
-        [keras.Input((4,)), cls(8, activation="relu", seed=1), layers.MCDropout(0.1, seed=2), cls(2, seed=3),
-         keras.layers.Activation("softmax", dtype="float32")]
+        [
+            keras.Input((4,)),
+            cls(8, activation="relu", seed=1),
+            layers.MCDropout(0.1, seed=2),
+            cls(2, seed=3),
+            keras.layers.Activation("softmax", dtype="float32"),
+        ]
     )
     tfp_uq.set_kl_weight(model, num_examples=len(X))
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", jit_compile=True)
@@ -39,8 +46,14 @@ def test_dense_layers_train_with_float32_state(policy, cls):
 
 
 def test_conv_and_lora_layers_run(policy):
-    conv = keras.Sequential([keras.Input((6, 6, 2)), layers.Conv2DFlipout(3, 3, seed=1), keras.layers.Flatten(),
-                             keras.layers.Dense(2, dtype="float32")])
+    conv = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            layers.Conv2DFlipout(3, 3, seed=1),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2, dtype="float32"),
+        ]
+    )
     tfp_uq.set_kl_weight(conv, num_examples=16)
     conv.compile("adam", "mse")
     images = np.random.default_rng(1).normal(size=(16, 6, 6, 2)).astype("float32")
@@ -53,9 +66,12 @@ def test_conv_and_lora_layers_run(policy):
 
 @pytest.mark.parametrize(
     "make",
-    [lambda: layers.DenseFlipout(3, dtype="float64"), lambda: layers.DenseReparameterization(3, dtype="float64"),
-     lambda: layers.DenseLocalReparameterization(3, dtype="float64"), lambda: layers.ConcreteDropout(
-         layers.DenseFlipout(3, dtype="float64"), dtype="float64")],
+    [
+        lambda: layers.DenseFlipout(3, dtype="float64"),
+        lambda: layers.DenseReparameterization(3, dtype="float64"),
+        lambda: layers.DenseLocalReparameterization(3, dtype="float64"),
+        lambda: layers.ConcreteDropout(layers.DenseFlipout(3, dtype="float64"), dtype="float64"),
+    ],
     ids=["flipout", "reparameterization", "local_reparameterization", "concrete_dropout"],
 )
 def test_float64_layers_train_in_float64(make):

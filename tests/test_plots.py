@@ -20,7 +20,9 @@ def test_every_plot_writes_a_png(tmp_path):
         "reliability": lambda p: tfp_uq.plots.reliability_diagram(probs, labels, path=p),
         "calibration": lambda p: tfp_uq.plots.calibration_curve(y, mean, std, path=p),
         "risk": lambda p: tfp_uq.plots.risk_coverage(1 - probs.max(1), probs.argmax(1) != labels, path=p),
-        "band": lambda p: tfp_uq.plots.predictive_band(np.linspace(0, 1, 100), mean, std, x_train=[0.5], y_train=[0.0], path=p),
+        "band": lambda p: tfp_uq.plots.predictive_band(
+            np.linspace(0, 1, 100), mean, std, x_train=[0.5], y_train=[0.0], path=p
+        ),
         "hist": lambda p: tfp_uq.plots.uncertainty_histogram(RNG.normal(size=50), RNG.normal(1, 1, 50), path=p),
     }
     for name, call in calls.items():

@@ -39,9 +39,7 @@ def test_monte_carlo_kl_converges_to_closed_form():
     loc, scale = tf.constant(LOC), tf.constant(SCALE)
     num_draws = 20000
     draws = loc + scale * tf.random.stateless_normal((num_draws,) + LOC.shape, seed=[1, 2])
-    estimates = np.array(
-        [prior.kl_divergence(loc, scale, lambda d=d: d) for d in tf.unstack(draws[:2000])]
-    )
+    estimates = np.array([prior.kl_divergence(loc, scale, lambda d=d: d) for d in tf.unstack(draws[:2000])])
     exact = float(tf.reduce_sum(tfd.kl_divergence(tfd.Normal(loc, scale), target)))
     standard_error = estimates.std() / math.sqrt(len(estimates))
     assert abs(estimates.mean() - exact) < 4 * standard_error
@@ -50,12 +48,8 @@ def test_monte_carlo_kl_converges_to_closed_form():
 
 def test_scale_mixture_log_prob_equals_tfp_mixture():
     prior = priors.ScaleMixtureNormal(pi=0.3, scale1=1.5, scale2=0.01)
-    mixture = tfd.MixtureSameFamily(
-        tfd.Categorical(probs=[0.3, 0.7]), tfd.Normal(0.0, [1.5, 0.01])
-    )
-    np.testing.assert_allclose(
-        prior.log_prob(LOC), tf.reduce_sum(mixture.log_prob(LOC)), rtol=1e-5
-    )
+    mixture = tfd.MixtureSameFamily(tfd.Categorical(probs=[0.3, 0.7]), tfd.Normal(0.0, [1.5, 0.01]))
+    np.testing.assert_allclose(prior.log_prob(LOC), tf.reduce_sum(mixture.log_prob(LOC)), rtol=1e-5)
 
 
 def test_scale_mixture_log_prob_is_finite_far_in_the_tails():
@@ -69,12 +63,10 @@ def test_hierarchical_kl_is_normal_kl_minus_half_cauchy_log_density():
     variables = prior.build(layer, "kernel", LOC.shape)
     s = float(prior.scale(variables))
     assert s == pytest.approx(0.8, rel=1e-5)
-    expected = tf.reduce_sum(
-        tfd.kl_divergence(tfd.Normal(LOC, SCALE), tfd.Normal(0.0, s))
-    ) - tfd.HalfCauchy(0.0, 2.0).log_prob(s)
-    np.testing.assert_allclose(
-        prior.kl_divergence(LOC, SCALE, _no_sample, variables), expected, rtol=1e-5
-    )
+    expected = tf.reduce_sum(tfd.kl_divergence(tfd.Normal(LOC, SCALE), tfd.Normal(0.0, s))) - tfd.HalfCauchy(
+        0.0, 2.0
+    ).log_prob(s)
+    np.testing.assert_allclose(prior.kl_divergence(LOC, SCALE, _no_sample, variables), expected, rtol=1e-5)
 
 
 def test_hierarchical_input_granularity_learns_one_scale_per_input():

@@ -4,8 +4,9 @@ import pytest
 from tfp_uq import _recipes, losses
 
 
-@pytest.mark.parametrize("method, beta", [("mc_dropout", 0.5), ("plain", 0.5), ("flipout", 0.0),
-                                          ("local_reparameterization", 0.0)])
+@pytest.mark.parametrize(
+    "method, beta", [("mc_dropout", 0.5), ("plain", 0.5), ("flipout", 0.0), ("local_reparameterization", 0.0)]
+)
 def test_regression_loss_keeps_the_exact_nll_in_the_elbo(method, beta):
     loss = _recipes.loss("regression", method)
     assert isinstance(loss, losses.GaussianNLL) and loss.beta == beta

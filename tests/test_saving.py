@@ -55,7 +55,9 @@ _CASES = [(name, prior) for name in sorted(VECTOR_LAYERS) if name.startswith("De
 ]
 
 
-@pytest.mark.parametrize("name, prior", _CASES, ids=lambda v: getattr(v, "__name__", type(v).__name__) if not isinstance(v, str) else v)
+@pytest.mark.parametrize(
+    "name, prior", _CASES, ids=lambda v: getattr(v, "__name__", type(v).__name__) if not isinstance(v, str) else v
+)
 def test_vector_layers_round_trip(name, prior, tmp_path):
     model = keras.Sequential([keras.Input((4,)), VECTOR_LAYERS[name](prior), keras.layers.Dense(2)])
     x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
@@ -65,7 +67,9 @@ def test_vector_layers_round_trip(name, prior, tmp_path):
 @pytest.mark.parametrize("name", sorted(IMAGE_LAYERS))
 def test_image_layers_round_trip(name, tmp_path):
     shape, build = IMAGE_LAYERS[name]
-    model = keras.Sequential([keras.Input(shape), build(priors.HierarchicalNormal(granularity="input")), keras.layers.Flatten()])
+    model = keras.Sequential(
+        [keras.Input(shape), build(priors.HierarchicalNormal(granularity="input")), keras.layers.Flatten()]
+    )
     x = np.random.default_rng(0).normal(size=(3,) + shape).astype("float32")
     _round_trip(model, x, tmp_path)
 
@@ -81,8 +85,11 @@ def test_compiled_model_with_head_loss_and_metrics_round_trips(tmp_path):
 
 def test_classifier_metrics_round_trip(tmp_path):
     model = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(3, activation="softmax", seed=3, kl_weight=0.01)])
-    model.compile("adam", "sparse_categorical_crossentropy",
-                  metrics=[tfp_uq.metrics.ExpectedCalibrationError(num_bins=10), tfp_uq.metrics.BrierScore()])
+    model.compile(
+        "adam",
+        "sparse_categorical_crossentropy",
+        metrics=[tfp_uq.metrics.ExpectedCalibrationError(num_bins=10), tfp_uq.metrics.BrierScore()],
+    )
     x = np.random.default_rng(1).normal(size=(16, 4)).astype("float32")
     model.fit(x, np.arange(16) % 3, epochs=1, verbose=0)
     _round_trip(model, x, tmp_path)

@@ -1,11 +1,25 @@
 """tfp-uq: honest uncertainty for any Keras 3 model."""
 
-from tfp_uq import active_learning, callbacks, ensembles, inference, layers, losses, metrics, monitoring, priors, recalibration, selective
-from tfp_uq import laplace
-from tfp_uq.laplace import LaplacePosterior
+from tfp_uq import (
+    active_learning,
+    callbacks,
+    conformal,
+    ensembles,
+    inference,
+    laplace,
+    layers,
+    losses,
+    metrics,
+    monitoring,
+    optimizers,
+    priors,
+    recalibration,
+    selective,
+)
 from tfp_uq.convert import bayesianize
-from tfp_uq.export import export
 from tfp_uq.elbo import bayesian_layers, set_deterministic, set_kl_weight
+from tfp_uq.export import export
+from tfp_uq.laplace import LaplacePosterior
 from tfp_uq.layers import (
     DenseFlipout,
     DenseLocalReparameterization,
@@ -13,6 +27,35 @@ from tfp_uq.layers import (
     GaussianHead,
 )
 from tfp_uq.prediction import PredictionResult, predict
+
+__all__ = [
+    "DenseFlipout",
+    "DenseLocalReparameterization",
+    "DenseReparameterization",
+    "GaussianHead",
+    "LaplacePosterior",
+    "PredictionResult",
+    "active_learning",
+    "bayesian_layers",
+    "bayesianize",
+    "callbacks",
+    "conformal",
+    "ensembles",
+    "export",
+    "inference",
+    "laplace",
+    "layers",
+    "losses",
+    "metrics",
+    "monitoring",
+    "optimizers",
+    "predict",
+    "priors",
+    "recalibration",
+    "selective",
+    "set_deterministic",
+    "set_kl_weight",
+]
 
 __version__ = "0.1.0"
 

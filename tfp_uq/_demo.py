@@ -22,15 +22,18 @@ def load_digits_split(seed=0):
     x = (x / 16.0).astype("float32")
     x_ood = x[y == OOD_CLASS]
     x_in, y_in = x[y != OOD_CLASS], y[y != OOD_CLASS]
-    x_train, x_test, y_train, y_test = train_test_split(
-        x_in, y_in, test_size=0.3, random_state=seed, stratify=y_in
-    )
+    x_train, x_test, y_train, y_test = train_test_split(x_in, y_in, test_size=0.3, random_state=seed, stratify=y_in)
     mean, std = x_train.mean(0), x_train.std(0) + 1e-3
     scale = lambda a: ((a - mean) / std).astype("float32")  # noqa: E731
     return scale(x_train), y_train, scale(x_test), y_test, scale(x_ood)
 
 
-MODELS = (("plain MLP", "plain"), ("MC dropout", "mc_dropout"), ("Flipout BNN", "flipout"), ("deep ensemble", "ensemble"))
+MODELS = (
+    ("plain MLP", "plain"),
+    ("MC dropout", "mc_dropout"),
+    ("Flipout BNN", "flipout"),
+    ("deep ensemble", "ensemble"),
+)
 
 
 def run(output_dir="demo_output", epochs=60, seed=0, export=True, quiet=False):
@@ -53,8 +56,14 @@ def run(output_dir="demo_output", epochs=60, seed=0, export=True, quiet=False):
     for name, method in MODELS:
         start = time.perf_counter()
         model = _recipes.build(
-            method, x_train.shape[1], "classification", num_classes, len(x_train),
-            hidden=(128, 128), dropout_rate=0.2, seed=seed,
+            method,
+            x_train.shape[1],
+            "classification",
+            num_classes,
+            len(x_train),
+            hidden=(128, 128),
+            dropout_rate=0.2,
+            seed=seed,
         )
         num_samples = _recipes.num_predict_samples(method, 100)
         model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
@@ -90,10 +99,22 @@ def _plots(output_dir, tag, test, y_test, ood, say):
         from tfp_uq import plots
     except ImportError:
         return
-    plots.reliability_diagram(test.probs, y_test, title=f"{tag}: reliability", path=os.path.join(output_dir, f"{tag}_reliability.png"))
+    plots.reliability_diagram(
+        test.probs, y_test, title=f"{tag}: reliability", path=os.path.join(output_dir, f"{tag}_reliability.png")
+    )
     errors = (test.predicted_class != y_test).astype(float)
-    plots.risk_coverage(test.total_entropy, errors, title=f"{tag}: risk-coverage", path=os.path.join(output_dir, f"{tag}_risk_coverage.png"))
-    plots.uncertainty_histogram(test.total_entropy, ood.total_entropy, score_name="predictive entropy", path=os.path.join(output_dir, f"{tag}_ood_entropy.png"))
+    plots.risk_coverage(
+        test.total_entropy,
+        errors,
+        title=f"{tag}: risk-coverage",
+        path=os.path.join(output_dir, f"{tag}_risk_coverage.png"),
+    )
+    plots.uncertainty_histogram(
+        test.total_entropy,
+        ood.total_entropy,
+        score_name="predictive entropy",
+        path=os.path.join(output_dir, f"{tag}_ood_entropy.png"),
+    )
 
 
 def format_table(rows):

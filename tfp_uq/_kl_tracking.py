@@ -5,11 +5,9 @@ resets and aggregates it like any metric) and shared by its Bayesian layers,
 which feed it their weighted KL in every train and test step.
 """
 
-import weakref
-
 import keras
 
-_TRACKERS = weakref.WeakKeyDictionary()
+from tfp_uq import _caches, _keras_compat
 
 
 class KLTracker(keras.metrics.Metric):
@@ -39,9 +37,12 @@ class KLTracker(keras.metrics.Metric):
         self.count.assign(0.0)
 
 
-def tracker_of(layer):
-    """The tracker that `layer` feeds, or None."""
-    return _TRACKERS.get(layer)
+def report(layer, value):
+    """Adds a layer's weighted KL term of this step to the tracker it feeds, if any."""
+    tracker = _caches.kl_trackers.get(layer)
+    # JAX's stateless train step cannot update a metric from a layer call.
+    if tracker is not None and keras.backend.backend() != "jax":
+        tracker.update_state(value)
 
 
 def attach(model, layers):
@@ -55,16 +56,10 @@ def attach(model, layers):
             tracker = KLTracker(len(layers))
     else:
         tracker = KLTracker(len(layers))
-    locked = model._tracker.locked
-    if locked:  # a built subclassed model: adding a metric is allowed here
-        model._tracker.unlock()
-    try:
+    with _keras_compat.state_unlocked(model):  # a built subclassed model
         model._tfp_uq_kl_tracker = tracker
-    finally:
-        if locked:
-            model._lock_state()
     for layer in layers:
-        _TRACKERS[layer] = tracker
+        _caches.kl_trackers[layer] = tracker
     # Compiled steps traced before this point do not update the tracker.
     for attribute in ("train_function", "test_function"):
         if getattr(model, attribute, None) is not None:

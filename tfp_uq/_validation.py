@@ -82,7 +82,5 @@ def boolean(name, value):
 def one_of(name, value, allowed):
     """Returns `value` if it is in `allowed`, or raises ValueError."""
     if value not in allowed:
-        raise ValueError(
-            f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
-        )
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
     return value

@@ -4,6 +4,9 @@ import numpy as np
 
 from tfp_uq import _validation
 
+__all__ = ["acquisition_scores", "select"]
+
+
 ACQUISITIONS = ("bald", "max_entropy", "variation_ratio")
 _FIELDS = {
     "bald": "mutual_information",

@@ -8,6 +8,8 @@ from keras import ops
 from tfp_uq import _validation
 from tfp_uq.layers.heads import split_gaussian
 
+__all__ = ["GaussianNLL"]
+
 
 @keras.saving.register_keras_serializable(package="tfp_uq")
 class GaussianNLL(keras.losses.Loss):

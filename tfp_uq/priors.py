@@ -25,20 +25,23 @@ from keras import ops
 
 from tfp_uq import _validation
 
+# Re-exported: the parameterisation of scales used to live here.
+from tfp_uq._parameterization import SCALE_FLOOR, positive_scale, raw_scale, softplus_inverse  # noqa: F401
+
+__all__ = [
+    "normal_log_prob",
+    "normal_kl",
+    "Prior",
+    "Normal",
+    "ScaleMixtureNormal",
+    "HierarchicalNormal",
+    "DistributionPrior",
+    "serialize",
+    "get",
+]
+
+
 _LOG_2PI = math.log(2.0 * math.pi)
-# Positive scales are softplus(raw) + _SCALE_FLOOR, so they never reach zero.
-SCALE_FLOOR = 1e-6
-
-
-def softplus_inverse(value):
-    """Returns `raw` with `softplus(raw) == value` (a NumPy float)."""
-    value = np.asarray(value, dtype="float64")
-    return value + np.log(-np.expm1(-value))
-
-
-def positive_scale(raw):
-    """Maps an unconstrained tensor to a positive scale: softplus with a floor."""
-    return ops.softplus(raw) + SCALE_FLOOR
 
 
 def normal_log_prob(value, loc, scale):
@@ -50,9 +53,7 @@ def normal_log_prob(value, loc, scale):
 def normal_kl(loc_q, scale_q, loc_p, scale_p):
     """Elementwise KL(N(loc_q, scale_q^2) || N(loc_p, scale_p^2))."""
     ratio = ops.square(scale_q / scale_p)
-    return 0.5 * (
-        ratio + ops.square((loc_q - loc_p) / scale_p) - 1.0 - ops.log(ratio)
-    )
+    return 0.5 * (ratio + ops.square((loc_q - loc_p) / scale_p) - 1.0 - ops.log(ratio))
 
 
 class Prior:
@@ -127,12 +128,8 @@ class Normal(Prior):
         # work: fewer kernels over the weights when XLA does not fuse them.
         centred = loc if self.loc == 0.0 else loc - self.loc
         size = ops.cast(ops.size(loc), loc.dtype)
-        return (
-            ops.sum(
-                (ops.square(scale) + ops.square(centred)) * (0.5 / self.scale**2)
-                - ops.log(scale)
-            )
-            + size * (math.log(self.scale) - 0.5)
+        return ops.sum((ops.square(scale) + ops.square(centred)) * (0.5 / self.scale**2) - ops.log(scale)) + size * (
+            math.log(self.scale) - 0.5
         )
 
     def get_config(self):
@@ -204,12 +201,8 @@ class HierarchicalNormal(Prior):
 
     def __init__(self, initial_scale=1.0, hyperprior_scale=1.0, granularity="layer"):
         self.initial_scale = _validation.positive("initial_scale", initial_scale)
-        self.hyperprior_scale = _validation.positive(
-            "hyperprior_scale", hyperprior_scale
-        )
-        self.granularity = _validation.one_of(
-            "granularity", granularity, self.GRANULARITIES
-        )
+        self.hyperprior_scale = _validation.positive("hyperprior_scale", hyperprior_scale)
+        self.granularity = _validation.one_of("granularity", granularity, self.GRANULARITIES)
 
     def _scale_shape(self, shape):
         if self.granularity == "layer" or len(shape) < 2:
@@ -221,9 +214,7 @@ class HierarchicalNormal(Prior):
         raw = layer.add_weight(
             name=f"{name}_prior_scale",
             shape=self._scale_shape(shape),
-            initializer=keras.initializers.Constant(
-                float(softplus_inverse(self.initial_scale - SCALE_FLOOR))
-            ),
+            initializer=keras.initializers.Constant(float(raw_scale(self.initial_scale))),
         )
         return {"scale": raw}
 
@@ -234,15 +225,11 @@ class HierarchicalNormal(Prior):
     def _hyperprior_log_prob(self, scale):
         # HalfCauchy(0, b): log 2 - log(pi b) - log(1 + (s / b)^2).
         b = self.hyperprior_scale
-        return ops.sum(
-            math.log(2.0 / (math.pi * b)) - ops.log1p(ops.square(scale / b))
-        )
+        return ops.sum(math.log(2.0 / (math.pi * b)) - ops.log1p(ops.square(scale / b)))
 
     def log_prob(self, value, variables=None):
         scale = self.scale(variables)
-        return ops.sum(normal_log_prob(value, 0.0, scale)) + self._hyperprior_log_prob(
-            scale
-        )
+        return ops.sum(normal_log_prob(value, 0.0, scale)) + self._hyperprior_log_prob(scale)
 
     def kl_divergence(self, loc, scale, sample, variables=None):
         prior_scale = self.scale(variables)
@@ -281,10 +268,7 @@ class DistributionPrior(Prior):
             cls = getattr(tfp.distributions, distribution["class_name"])
             distribution = cls(**distribution["parameters"])
         if not isinstance(distribution, tfp.distributions.Distribution):
-            raise TypeError(
-                "distribution must be a tfp.distributions.Distribution, got "
-                f"{type(distribution).__name__}"
-            )
+            raise TypeError(f"distribution must be a tfp.distributions.Distribution, got {type(distribution).__name__}")
         self.distribution = distribution
 
     def log_prob(self, value, variables=None):

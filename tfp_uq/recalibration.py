@@ -7,6 +7,8 @@ from scipy import optimize
 
 from tfp_uq.metrics import _checks
 
+__all__ = ["TemperatureScaling", "VarianceRecalibration"]
+
 
 def _log_softmax(logits):
     shifted = logits - logits.max(axis=-1, keepdims=True)

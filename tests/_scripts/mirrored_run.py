@@ -37,8 +37,22 @@ with strategy.scope():
     model = keras.Sequential(
         [
             keras.Input((5,)),
-            layer_class(8, activation="tanh", seed=1, kernel_initializer=keras.initializers.GlorotUniform(seed=3), posterior_scale_init=0.05, **kwargs),
-            layer_class(2, activation="softmax", seed=2, kernel_initializer=keras.initializers.GlorotUniform(seed=4), posterior_scale_init=0.05, **kwargs),
+            layer_class(
+                8,
+                activation="tanh",
+                seed=1,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=3),
+                posterior_scale_init=0.05,
+                **kwargs,
+            ),
+            layer_class(
+                2,
+                activation="softmax",
+                seed=2,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=4),
+                posterior_scale_init=0.05,
+                **kwargs,
+            ),
         ]
     )
     tfp_uq.set_kl_weight(model, num_examples=len(x))
@@ -46,8 +60,12 @@ with strategy.scope():
 logger = tfp_uq.callbacks.CalibrationLogger((x, labels), num_samples=4, jit_compile=False)
 history = model.fit(x, labels, batch_size=32, epochs=3, shuffle=False, verbose=0, callbacks=[logger]).history
 kl = float(sum(float(l.kl_weight_variable.numpy()) * float(l.kl_divergence()) for l in tfp_uq.bayesian_layers(model)))
-print(json.dumps({
-    "history": {k: [float(v) for v in vals] for k, vals in history.items()},
-    "kl_after": kl,
-    "kernel": model.layers[0].kernel.numpy().tolist(),
-}))
+print(
+    json.dumps(
+        {
+            "history": {k: [float(v) for v in vals] for k, vals in history.items()},
+            "kl_after": kl,
+            "kernel": model.layers[0].kernel.numpy().tolist(),
+        }
+    )
+)

@@ -31,7 +31,9 @@ with strategy.scope():
     model = keras.Sequential(
         [
             keras.Input((5,)),
-            tfp_uq.DenseFlipout(8, activation="tanh", seed=1, kernel_initializer=keras.initializers.GlorotUniform(seed=3)),
+            tfp_uq.DenseFlipout(
+                8, activation="tanh", seed=1, kernel_initializer=keras.initializers.GlorotUniform(seed=3)
+            ),
             tfp_uq.DenseFlipout(1, seed=2, kernel_initializer=keras.initializers.GlorotUniform(seed=4)),
         ]
     )
@@ -39,9 +41,7 @@ with strategy.scope():
     optimizer = keras.optimizers.Adam(0.01)
     optimizer.build(model.trainable_variables)
 
-data = strategy.experimental_distribute_dataset(
-    tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(GLOBAL_BATCH)
-)
+data = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(GLOBAL_BATCH))
 
 
 @tf.function
@@ -62,9 +62,13 @@ def train_step(batch):
 
 iterator = iter(data)
 losses = [float(train_step(next(iterator))) for _ in range(30)]
-print(json.dumps({
-    "task": json.loads(os.environ["TF_CONFIG"])["task"]["index"],
-    "losses": losses,
-    "kernel": model.layers[0].kernel.numpy().tolist(),
-    "scale": np.asarray(model.layers[0].posterior_scale("kernel")).tolist(),
-}))
+print(
+    json.dumps(
+        {
+            "task": json.loads(os.environ["TF_CONFIG"])["task"]["index"],
+            "losses": losses,
+            "kernel": model.layers[0].kernel.numpy().tolist(),
+            "scale": np.asarray(model.layers[0].posterior_scale("kernel")).tolist(),
+        }
+    )
+)

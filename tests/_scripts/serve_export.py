@@ -15,7 +15,11 @@ import tensorflow as tf  # noqa: E402
 served = tf.saved_model.load(sys.argv[1])
 x = np.load(sys.argv[2])
 outputs = served.signatures["serving_default"](tf.constant(x))
-print(json.dumps({
-    "tfp_uq_imported": any(name.split(".")[0] == "tfp_uq" for name in sys.modules),
-    "outputs": {name: np.asarray(value).tolist() for name, value in outputs.items()},
-}))
+print(
+    json.dumps(
+        {
+            "tfp_uq_imported": any(name.split(".")[0] == "tfp_uq" for name in sys.modules),
+            "outputs": {name: np.asarray(value).tolist() for name, value in outputs.items()},
+        }
+    )
+)

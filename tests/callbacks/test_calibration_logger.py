@@ -17,7 +17,11 @@ LABELS = (X[:, 0] + X[:, 1] > 0).astype("int64")
 
 def _classifier():
     model = keras.Sequential(
-        [keras.Input((4,)), tfp_uq.DenseFlipout(8, activation="relu", seed=1), tfp_uq.DenseFlipout(2, activation="softmax", seed=2)]
+        [
+            keras.Input((4,)),
+            tfp_uq.DenseFlipout(8, activation="relu", seed=1),
+            tfp_uq.DenseFlipout(2, activation="softmax", seed=2),
+        ]
     )
     tfp_uq.set_kl_weight(model, num_examples=len(X))
     model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
@@ -37,13 +41,19 @@ def test_history_holds_calibration_metrics_and_elbo_parts():
 
 def test_binary_sigmoid_classifier_logs_classification_metrics_and_warns_on_replacing_keras_values():
     model = keras.Sequential(
-        [keras.Input((4,)), tfp_uq.DenseFlipout(8, activation="relu", seed=1), tfp_uq.DenseFlipout(1, activation="sigmoid", seed=2)]
+        [
+            keras.Input((4,)),
+            tfp_uq.DenseFlipout(8, activation="relu", seed=1),
+            tfp_uq.DenseFlipout(1, activation="sigmoid", seed=2),
+        ]
     )
     tfp_uq.set_kl_weight(model, num_examples=len(X))
     model.compile(keras.optimizers.Adam(0.02), "binary_crossentropy", metrics=["accuracy"])
     logger = CalibrationLogger((X[:40], LABELS[:40]), num_samples=8)
     with pytest.warns(UserWarning, match="replaces \\['val_accuracy'\\]"):
-        history = model.fit(X, LABELS, epochs=2, verbose=0, validation_data=(X[40:], LABELS[40:]), callbacks=[logger]).history
+        history = model.fit(
+            X, LABELS, epochs=2, verbose=0, validation_data=(X[40:], LABELS[40:]), callbacks=[logger]
+        ).history
     assert {"val_ece", "val_nll", "val_brier"} <= set(history) and "val_rmse" not in history
     values, result = logger.compute()
     assert result.probs.shape == (40, 2)
@@ -97,7 +107,7 @@ def test_py_dataset_validation_data_logs_the_same_metrics_as_arrays():
         values.append(logger.compute()[0])
     assert values[0] == pytest.approx(values[1])
     with pytest.raises(TypeError, match="validation_data is a generator"):
-        CalibrationLogger(((X[:4], LABELS[:4]) for _ in range(2)))
+        CalibrationLogger((X[:4], LABELS[:4]) for _ in range(2))
 
 
 def test_one_hot_validation_labels_log_the_same_metrics_as_integer_labels():
@@ -132,7 +142,9 @@ def test_regression_metrics_are_logged():
 
 def test_tensorboard_events_hold_scalars_and_image_and_pngs_are_written(tmp_path):
     model = _classifier()
-    logger = CalibrationLogger((X[:40], LABELS[:40]), num_samples=4, log_dir=str(tmp_path / "tb"), png_dir=str(tmp_path / "png"))
+    logger = CalibrationLogger(
+        (X[:40], LABELS[:40]), num_samples=4, log_dir=str(tmp_path / "tb"), png_dir=str(tmp_path / "png")
+    )
     model.fit(X, LABELS, epochs=2, verbose=0, callbacks=[logger])
     tags = {}
     for path in glob.glob(str(tmp_path / "tb" / "calibration" / "*")):
@@ -175,3 +187,26 @@ def test_mismatched_validation_data_raises_early():
     model = _classifier()
     with pytest.raises(ValueError, match="per-example shape"):
         model.fit(X, LABELS, epochs=1, verbose=0, callbacks=[CalibrationLogger((X[:, :3], LABELS))])
+
+
+def test_logging_does_not_change_training_random_stream():
+    # The logger's predictions draw through stateless seeds: a run with it ends
+    # with the weights and layer seed states of a run without it.
+    def train(callbacks):
+        keras.utils.set_random_seed(7)
+        model = _classifier()
+        model.fit(X, LABELS, epochs=3, batch_size=40, shuffle=False, verbose=0, callbacks=callbacks)
+        return [np.asarray(v) for v in model.variables]
+
+    logged = train([CalibrationLogger((X[:40], LABELS[:40]), num_samples=4, seed=3)])
+    plain = train([])
+    assert len(logged) == len(plain)
+    for a, b in zip(logged, plain):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nonfinite_validation_inputs_are_refused_naming_the_rows():
+    x = X[:40].copy()
+    x[5, 0] = np.nan
+    with pytest.raises(ValueError, match=r"validation_data: x has NaN or infinite values in row 5 \(1 of 40\)"):
+        CalibrationLogger((x, LABELS[:40]))

@@ -45,9 +45,7 @@ def test_layers_get_base_weight_times_schedule_and_history_logs_it():
     np.testing.assert_allclose(history["kl_weight"], [3 / 8, 7 / 8, 1.0])
     for layer in tfp_uq.bayesian_layers(model):
         assert float(layer.kl_weight_variable.numpy()) == pytest.approx(1.0 / 64)
-    np.testing.assert_allclose(
-        np.array(history["data_loss"]) + history["kl_loss"], history["loss"], rtol=1e-5
-    )
+    np.testing.assert_allclose(np.array(history["data_loss"]) + history["kl_loss"], history["loss"], rtol=1e-5)
 
 
 def test_epoch_schedule_and_per_layer_selection():
@@ -72,12 +70,24 @@ def test_resumed_run_continues_the_schedule(tmp_path):
     model = _model()
     schedule = dict(schedule="linear", warmup=40, update_per="step", num_examples=64)
     with pytest.raises(RuntimeError, match="interrupted"):
-        model.fit(X, Y, batch_size=16, epochs=5, verbose=0,
-                  callbacks=[keras.callbacks.BackupAndRestore(backup), KLAnnealing(**schedule), _Interrupt()])
+        model.fit(
+            X,
+            Y,
+            batch_size=16,
+            epochs=5,
+            verbose=0,
+            callbacks=[keras.callbacks.BackupAndRestore(backup), KLAnnealing(**schedule), _Interrupt()],
+        )
     # A fresh process would rebuild the model and callbacks from scratch.
     resumed = _model()
-    history = resumed.fit(X, Y, batch_size=16, epochs=5, verbose=0,
-                          callbacks=[keras.callbacks.BackupAndRestore(backup), KLAnnealing(**schedule)]).history
+    history = resumed.fit(
+        X,
+        Y,
+        batch_size=16,
+        epochs=5,
+        verbose=0,
+        callbacks=[keras.callbacks.BackupAndRestore(backup), KLAnnealing(**schedule)],
+    ).history
     # Two of five epochs (8 steps) were done: the last three end at steps 11, 15, 19.
     np.testing.assert_allclose(history["kl_weight"], [11 / 40, 15 / 40, 19 / 40])
 

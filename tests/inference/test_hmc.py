@@ -20,8 +20,16 @@ def linear_posterior():
     x, y = _linear_data()
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, use_bias=False)])
     posterior = sample_posterior(
-        model, x, y, noise_scale=NOISE, prior=tfp_uq.priors.Normal(0.0, 1.0),
-        num_chains=4, num_burnin=300, num_results=500, seed=1, progress=False,
+        model,
+        x,
+        y,
+        noise_scale=NOISE,
+        prior=tfp_uq.priors.Normal(0.0, 1.0),
+        num_chains=4,
+        num_burnin=300,
+        num_results=500,
+        seed=1,
+        progress=False,
     )
     return x, y, model, posterior
 
@@ -64,7 +72,9 @@ def test_bnn_chains_agree_and_predictive_covers_at_nominal_rate():
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(1)])
     model.compile(keras.optimizers.Adam(0.02), "mse")
     model.fit(x, y, epochs=300, batch_size=60, verbose=0)  # MAP-like start
-    posterior = sample_posterior(model, x, y, noise_scale=0.1, num_chains=4, num_burnin=400, num_results=400, seed=1, progress=False)
+    posterior = sample_posterior(
+        model, x, y, noise_scale=0.1, num_chains=4, num_burnin=400, num_results=400, seed=1, progress=False
+    )
     assert posterior.diagnostics["max_rhat"] < 1.05
     x_test = np.linspace(-1.8, 1.8, 400)[:, None].astype("float32")
     y_test = np.sin(2 * x_test) + 0.1 * rng.normal(size=x_test.shape)
@@ -78,8 +88,18 @@ def test_classification_likelihood_runs_and_predicts():
     x = np.concatenate([rng.normal(-1.5, 1, (40, 2)), rng.normal(1.5, 1, (40, 2))]).astype("float32")
     labels = np.repeat([0, 1], 40)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
-    posterior = sample_posterior(model, x, labels, likelihood="categorical", kernel="hmc", num_chains=2,
-                                 num_burnin=150, num_results=150, seed=0, progress=False)
+    posterior = sample_posterior(
+        model,
+        x,
+        labels,
+        likelihood="categorical",
+        kernel="hmc",
+        num_chains=2,
+        num_burnin=150,
+        num_results=150,
+        seed=0,
+        progress=False,
+    )
     result = posterior.predict(x)
     assert result.task == "classification"
     assert tfp_uq.metrics.accuracy(result.probs, labels) > 0.9

@@ -64,9 +64,7 @@ def test_linear_layer_predictive_moments_match_closed_form(cls):
 @pytest.mark.parametrize("cls", DENSE_LAYERS, ids=lambda c: c.__name__)
 def test_deterministic_layer_outputs_posterior_mean(cls):
     layer = _randomised_layer(cls, deterministic=True)
-    np.testing.assert_allclose(
-        layer(X), X @ layer.kernel.numpy() + layer.bias.numpy(), rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(layer(X), X @ layer.kernel.numpy() + layer.bias.numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("cls", DENSE_LAYERS, ids=lambda c: c.__name__)
@@ -94,8 +92,7 @@ def test_layer_adds_weighted_kl_as_its_loss(cls):
     layer(X)
     prior = priors.Normal()
     expected = sum(
-        prior.kl_divergence(layer.posterior_loc(n), layer.posterior_scale(n), None)
-        for n in ("kernel", "bias")
+        prior.kl_divergence(layer.posterior_loc(n), layer.posterior_scale(n), None) for n in ("kernel", "bias")
     )
     np.testing.assert_allclose(layer.losses[0], 0.01 * expected, rtol=1e-5)
 
@@ -145,9 +142,7 @@ def test_unset_kl_weight_warns_once_and_set_kl_weight_silences_it():
 
 
 def test_set_deterministic_switches_a_compiled_model():
-    model = keras.Sequential(
-        [keras.Input((4,)), DenseFlipout(3, posterior_scale_init=0.5, kl_weight=0.0)]
-    )
+    model = keras.Sequential([keras.Input((4,)), DenseFlipout(3, posterior_scale_init=0.5, kl_weight=0.0)])
     assert not np.allclose(model.predict(X, verbose=0), model.predict(X, verbose=0))
     tfp_uq.set_deterministic(model)
     np.testing.assert_array_equal(model.predict(X, verbose=0), model.predict(X, verbose=0))
@@ -157,9 +152,7 @@ def test_set_deterministic_switches_a_compiled_model():
 
 def _model_kinds():
     def sequential():
-        return keras.Sequential(
-            [keras.Input((4,)), DenseFlipout(8, activation="relu"), keras.layers.Dense(1)]
-        )
+        return keras.Sequential([keras.Input((4,)), DenseFlipout(8, activation="relu"), keras.layers.Dense(1)])
 
     def functional():
         inputs = keras.Input((4,))

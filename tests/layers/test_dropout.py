@@ -10,7 +10,12 @@ X = np.random.default_rng(0).normal(size=(50, 6)).astype("float32")
 
 def _linear_dropout_model(rate=0.3):
     return keras.Sequential(
-        [keras.Input((6,)), keras.layers.Dense(8, use_bias=False), layers.MCDropout(rate, seed=1), keras.layers.Dense(2)]
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(8, use_bias=False),
+            layers.MCDropout(rate, seed=1),
+            keras.layers.Dense(2),
+        ]
     )
 
 

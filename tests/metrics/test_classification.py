@@ -94,8 +94,11 @@ def test_bad_inputs_raise_value_error(probs, labels, message):
 def test_one_hot_labels_give_the_same_metrics_as_integer_labels():
     one_hot = np.eye(3)[LABELS]
     for metric in (
-        metrics.accuracy, metrics.negative_log_likelihood, metrics.brier_score,
-        metrics.expected_calibration_error, metrics.maximum_calibration_error,
+        metrics.accuracy,
+        metrics.negative_log_likelihood,
+        metrics.brier_score,
+        metrics.expected_calibration_error,
+        metrics.maximum_calibration_error,
     ):
         assert metric(PROBS, one_hot) == pytest.approx(metric(PROBS, LABELS))
     with pytest.raises(ValueError, match="one-hot"):
@@ -117,7 +120,10 @@ def test_binary_probability_of_class_one_reads_as_two_classes():
     )
     two_classes = np.stack([1 - positive, positive], axis=1)
     for metric in (
-        metrics.accuracy, metrics.negative_log_likelihood, metrics.brier_score,
-        metrics.expected_calibration_error, metrics.maximum_calibration_error,
+        metrics.accuracy,
+        metrics.negative_log_likelihood,
+        metrics.brier_score,
+        metrics.expected_calibration_error,
+        metrics.maximum_calibration_error,
     ):
         assert metric(positive[:, None], labels[:, None]) == pytest.approx(metric(two_classes, labels))

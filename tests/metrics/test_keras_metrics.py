@@ -27,7 +27,9 @@ def test_brier_metric_equals_numpy_brier():
 
 def test_metrics_work_in_compile():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="softmax")])
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=[metrics.ExpectedCalibrationError(), metrics.BrierScore()])
+    model.compile(
+        "adam", "sparse_categorical_crossentropy", metrics=[metrics.ExpectedCalibrationError(), metrics.BrierScore()]
+    )
     logs = model.evaluate(PROBS, LABELS, return_dict=True, verbose=0)
     assert 0 <= logs["ece"] <= 1 and 0 <= logs["brier"] <= 2
 
@@ -55,7 +57,9 @@ def test_from_logits_metrics_equal_the_metrics_of_softmax_and_sigmoid_probabilit
     binary = metrics.ExpectedCalibrationError(num_bins=10, from_logits=True)
     binary.update_state(LABELS % 2, logits[:, :1])
     positive = 1 / (1 + np.exp(-logits[:, 0]))
-    assert float(binary.result()) == pytest.approx(metrics.expected_calibration_error(positive, LABELS % 2, 10), abs=1e-5)
+    assert float(binary.result()) == pytest.approx(
+        metrics.expected_calibration_error(positive, LABELS % 2, 10), abs=1e-5
+    )
     restored = metrics.ExpectedCalibrationError.from_config(ece.get_config())
     assert restored.from_logits and metrics.BrierScore.from_config(brier.get_config()).from_logits
     with pytest.raises(TypeError, match="from_logits"):

@@ -32,12 +32,12 @@ import sys
 import tempfile
 import warnings
 
+from tfp_uq import _caches
+
 _SOURCE = pathlib.Path(__file__).with_name("posterior.cc")
 _OUTPUTS = ("sample", "perturbation", "scale")
 # Set to "0" to never use the kernels (e.g. to compare against the XLA draw).
 ENVIRONMENT_SWITCH = "TFP_UQ_NATIVE"
-
-_state = {"library": None, "failed": False}
 
 
 def library_path():
@@ -85,9 +85,20 @@ def build(compiler=None):
     with tempfile.TemporaryDirectory() as folder:
         built = pathlib.Path(folder) / target.name
         command = [
-            compiler, "-shared", "-fPIC", "-O3", "-fopenmp-simd", "-fno-math-errno",
-            "-fno-trapping-math", "-ffp-contract=fast", "-w", *_architecture_flags(),
-            *tf.sysconfig.get_compile_flags(), str(_SOURCE), "-o", str(built),
+            compiler,
+            "-shared",
+            "-fPIC",
+            "-O3",
+            "-fopenmp-simd",
+            "-fno-math-errno",
+            "-fno-trapping-math",
+            "-ffp-contract=fast",
+            "-w",
+            *_architecture_flags(),
+            *tf.sysconfig.get_compile_flags(),
+            str(_SOURCE),
+            "-o",
+            str(built),
             *tf.sysconfig.get_link_flags(),
         ]
         result = subprocess.run(command, capture_output=True, text=True)
@@ -130,23 +141,23 @@ def library():
     """The loaded kernels, or None when they are not built or switched off."""
     if os.environ.get(ENVIRONMENT_SWITCH, "1") == "0":
         return None
-    if _state["library"] is None and not _state["failed"]:
-        if "path" not in _state:
-            _state["path"] = library_path()
-        path = _state["path"]
+    if _caches.native_library["library"] is None and not _caches.native_library["failed"]:
+        if "path" not in _caches.native_library:
+            _caches.native_library["path"] = library_path()
+        path = _caches.native_library["path"]
         if path.exists():  # looked for again on later calls until built
             import tensorflow as tf
 
             try:
-                _state["library"] = _register_gradient(tf.load_op_library(str(path)))
+                _caches.native_library["library"] = _register_gradient(tf.load_op_library(str(path)))
             except (tf.errors.OpError, OSError) as error:
-                _state["failed"] = True
+                _caches.native_library["failed"] = True
                 warnings.warn(
                     f"tfp_uq could not load its compiled kernels ({error}); Bayesian layers use the "
                     "XLA-compiled draw. Rebuild them with `tfp-uq build-native`.",
                     stacklevel=2,
                 )
-    return _state["library"]
+    return _caches.native_library["library"]
 
 
 def _register_gradient(lib):
@@ -225,7 +236,7 @@ def posterior_draws(posteriors, seed, output, prior, training):
         dtype or output, or inside an XLA-compiled function), so the caller
         draws as usual.
     """
-    from tfp_uq import priors
+    from tfp_uq import _random, priors
 
     lib = library()
     if (
@@ -238,8 +249,14 @@ def posterior_draws(posteriors, seed, output, prior, training):
     drawn, kl = {}, 0.0
     for index, (name, (loc, rho, _)) in enumerate(posteriors.items()):
         drawn[name], weight_kl, _, _ = lib.tfp_uq_normal_posterior(
-            loc, rho, seed, kind=output, substream=index,
-            prior_loc=prior.loc, prior_scale=prior.scale, floor=priors.SCALE_FLOOR,
+            loc,
+            rho,
+            seed,
+            kind=output,
+            substream=_random.stream(_random.Stream.WEIGHT, index),
+            prior_loc=prior.loc,
+            prior_scale=prior.scale,
+            floor=priors.SCALE_FLOOR,
         )
         kl = kl + weight_kl
     return drawn, kl

@@ -7,6 +7,9 @@ import keras
 from tfp_uq import _kl_tracking, _validation
 from tfp_uq.elbo import bayesian_layers
 
+__all__ = ["KLAnnealing"]
+
+
 SCHEDULES = ("linear", "cyclical", "sigmoid", "constant")
 UPDATE_PER = ("step", "epoch")
 
@@ -83,9 +86,7 @@ class KLAnnealing(keras.callbacks.Callback):
         self.cycle_ratio = _validation.real("cycle_ratio", cycle_ratio)
         if not 0 < self.cycle_ratio <= 1:
             raise ValueError(f"cycle_ratio must be in (0, 1], got {cycle_ratio}")
-        self.num_examples = (
-            None if num_examples is None else _validation.positive_int("num_examples", num_examples)
-        )
+        self.num_examples = None if num_examples is None else _validation.positive_int("num_examples", num_examples)
         self.layer_selection = layers
         self.current = None
         self._bases = {}
@@ -115,7 +116,7 @@ class KLAnnealing(keras.callbacks.Callback):
             return layers
         chosen = []
         for item in self.layer_selection:
-            matches = [l for l in layers if l is item or l.name == item]
+            matches = [layer for layer in layers if layer is item or layer.name == item]
             if not matches:
                 raise ValueError(f"layers: {item!r} is not a Bayesian layer of the model")
             chosen.extend(matches)

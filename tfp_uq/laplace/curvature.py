@@ -25,6 +25,8 @@ from keras import ops
 
 from tfp_uq.laplace import _data, _function
 
+__all__ = ["HESSIANS", "accumulate"]
+
 HESSIANS = ("kron", "diag", "full")
 
 

@@ -3,22 +3,18 @@
 import keras
 import numpy as np
 
-from tfp_uq import _validation, prediction
+from tfp_uq import _validation
+from tfp_uq import task as _task_rule
 from tfp_uq.laplace import _blocks, _data, _function, _likelihoods, _structures, curvature, gridsearch, marglik
 from tfp_uq.laplace.posterior import LINKS, PREDICTIVES, LaplacePosterior, layers, likelihood_name, mean_blocks
 from tfp_uq.layers.heads import GaussianHead
 from tfp_uq.losses import GaussianNLL
 
+__all__ = ["LIKELIHOODS", "PRIOR_METHODS", "SUBSETS", "fit"]
+
 SUBSETS = ("last_layer", "all")
 PRIOR_METHODS = ("marglik", "gridsearch")
 LIKELIHOODS = ("auto", "classification", "regression")
-_CROSS_ENTROPIES = {
-    "binarycrossentropy",
-    "categoricalcrossentropy",
-    "sparsecategoricalcrossentropy",
-    "binaryfocalcrossentropy",
-    "categoricalfocalcrossentropy",
-}
 _SQUARED_ERRORS = {"mse", "meansquarederror"}
 
 
@@ -27,13 +23,10 @@ def _loss_task(model):
     loss = getattr(model, "loss", None)
     if isinstance(loss, GaussianNLL):
         return "regression"
-    name = loss if isinstance(loss, str) else getattr(loss, "name", None) or getattr(loss, "__name__", None)
-    if not isinstance(name, str):
-        return None
-    name = name.replace("_", "").lower()
-    if name in _CROSS_ENTROPIES:
+    if _task_rule._compiled_for_classification(model):  # the cross-entropies the task rule knows
         return "classification"
-    return "regression" if name in _SQUARED_ERRORS else None
+    name = loss if isinstance(loss, str) else getattr(loss, "name", None) or getattr(loss, "__name__", None)
+    return "regression" if isinstance(name, str) and name.replace("_", "").lower() in _SQUARED_ERRORS else None
 
 
 def _task(model, likelihood):
@@ -254,7 +247,7 @@ def fit(
             f"{_structures.FULL_MAX_PARAMETERS} (its matrices hold parameters^2 numbers); use hessian='kron' "
             "or 'diag', or a smaller subset"
         )
-    from_logits = prediction.resolve_from_logits(model, None)
+    from_logits = _task_rule.resolve_from_logits(model, None)
     function = _function.function_for(model, blocks, logits=task == "classification" and not from_logits)
     if hessian == "kron" and isinstance(function, _function.StatelessFunction):
         raise ValueError(

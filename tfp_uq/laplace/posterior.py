@@ -1,6 +1,5 @@
 """`LaplacePosterior`: a Gaussian posterior over a trained network's weights, as a predictive source."""
 
-import json
 import math
 import os
 
@@ -10,7 +9,11 @@ import tensorflow as tf
 from keras import ops
 
 from tfp_uq import _validation
-from tfp_uq.laplace import _blocks, _function, _likelihoods, _predictive, _protocol, _structures, marglik
+from tfp_uq import posterior as _posterior
+from tfp_uq import task as _task
+from tfp_uq.laplace import _blocks, _function, _likelihoods, _predictive, _structures, marglik
+
+__all__ = ["LINKS", "PREDICTIVES", "LaplacePosterior"]
 
 PREDICTIVES = ("glm", "nn")
 LINKS = ("probit", "mc")
@@ -20,8 +23,8 @@ _LIKELIHOODS = {
     "gaussian": _likelihoods.Gaussian,
     "heteroscedastic_gaussian": _likelihoods.HeteroscedasticGaussian,
 }
-_CONFIG_FILE, _ARRAYS_FILE = "laplace.json", "laplace.npz"
-_FORMAT_VERSION = 1
+_ARRAYS_FILE = "laplace.npz"
+_FORMAT_VERSION = 2
 # Floats one call's weight samples may hold (64 MiB of float32), to bound max_samples_per_call.
 _MAX_SAMPLE_FLOATS = 16 * 2**20
 _MAX_SAMPLES_PER_CALL = 256
@@ -33,7 +36,11 @@ def likelihood_name(likelihood):
 
 
 def layers(model):
-    """The model's layers, those of nested models in place of the nested model."""
+    """The model's layers in model order, those of nested models in place of the nested model.
+
+    (`_keras_compat.walk_layers` reaches further, into custom layers, but not in model order, which
+    "last_layer" needs.)
+    """
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             yield from layers(layer)
@@ -51,11 +58,12 @@ def mean_blocks(blocks):
 
 def _seed(seed):
     if isinstance(seed, int) and not isinstance(seed, bool):
-        return tf.constant([seed, 0], tf.int32)
-    return tf.cast(seed, tf.int32)
+        return tf.constant([seed, 0], tf.int64)
+    return tf.cast(seed, tf.int64)  # tfp_uq.predict's seeds are int64
 
 
-class LaplacePosterior(_protocol.Posterior):
+@keras.saving.register_keras_serializable(package="tfp_uq")
+class LaplacePosterior(_posterior.Posterior):
     """The Laplace approximation N(theta*, P^-1) to the posterior over some of a trained model's weights.
 
     theta* are the trained weights of the covered layers, P the posterior
@@ -73,10 +81,13 @@ class LaplacePosterior(_protocol.Posterior):
     - "nn": Monte Carlo over weight samples theta ~ N(theta*, P^-1) pushed
       through the network itself.
 
-    Build one with `tfp_uq.laplace.fit`; it implements the posterior
-    protocol (`sample_outputs`, `exact_fields`), so `tfp_uq.predict` and
-    `tfp_uq.export` take it like a model. Regression samples are
-    `[loc, scale]` on the last axis: the predictive includes the noise.
+    Build one with `tfp_uq.laplace.fit`. It is a `tfp_uq.posterior.Posterior`,
+    so `tfp_uq.predict`, `tfp_uq.export`, `tfp_uq.conformal.calibrate` and
+    `tfp_uq.posterior.save` / `load` take it like a model; the "glm"
+    predictive's closed forms (`exact_fields`) replace the Monte Carlo
+    probabilities or moments there. Regression samples are `[loc, scale]` on
+    the last axis: the predictive includes the noise. The covariance
+    factors enter compiled functions as constants, so an export carries them.
 
     Attributes:
         model: the Keras model.
@@ -90,9 +101,9 @@ class LaplacePosterior(_protocol.Posterior):
 
     >>> posterior = tfp_uq.laplace.fit(model, (x_train, y_train))
     >>> posterior.prior_precision, posterior.log_marginal_likelihood()
-    >>> samples = posterior.sample_outputs(x_test[:32], num_samples=100, seed=tf.constant([0, 0]))
-    >>> posterior.save("laplace_posterior")
-    >>> posterior = tfp_uq.laplace.LaplacePosterior.load("laplace_posterior", model)
+    >>> tfp_uq.predict(posterior, x_test).probs          # probit probabilities
+    >>> tfp_uq.posterior.save(posterior, "laplace_posterior")
+    >>> posterior = tfp_uq.posterior.load("laplace_posterior")
     """
 
     def __init__(self, model, config, arrays, structure=None):
@@ -112,7 +123,7 @@ class LaplacePosterior(_protocol.Posterior):
         self._mean = np.asarray(arrays["mean"], "float64")
         self._prior_values = np.asarray(arrays["prior_precision"], "float64")
         self._arrays = {
-            key.split(".", 1)[1]: keras.Variable(value, trainable=False, name=key.replace(".", "_"))
+            key.split(".", 1)[1]: np.asarray(value, "float32")
             for key, value in arrays.items()
             if key.startswith("posterior.")
         }
@@ -141,14 +152,6 @@ class LaplacePosterior(_protocol.Posterior):
     @property
     def num_parameters(self):
         return self.structure.num_parameters
-
-    @property
-    def variables(self):
-        """The posterior's own (non-trainable) variables, the covariance factors the predictive reads.
-
-        Besides the model's variables, a SavedModel of the predictive must track these.
-        """
-        return list(self._arrays.values())
 
     @property
     def prior_precision(self):
@@ -225,12 +228,22 @@ class LaplacePosterior(_protocol.Posterior):
 
     # The posterior protocol.
 
-    def output_kinds(self, from_logits):
+    def output_kinds(self, count):
+        """The likelihood decides: regression samples are `[loc, scale]`, classification's are a classifier's."""
         regression = self.likelihood.task == "regression"
-        return [_protocol.OutputKind(gaussian=regression, classifier=not regression)]
+        return [_task.OutputKind(gaussian=regression, classifier=not regression, opaque=False)] * count
+
+    @property
+    def has_exact_fields(self):
+        """The "glm" predictive has closed forms: regression always, classification with the probit link."""
+        return self.predictive == "glm" and (self.likelihood.task == "regression" or self.link == "probit")
+
+    def get_config(self):
+        return dict(self._config)
 
     def _graph_arrays(self):
-        return {name: variable.value for name, variable in self._arrays.items()}
+        # Constants of the traced graph: an exported SavedModel carries them without tracking variables.
+        return {name: tf.constant(value) for name, value in self._arrays.items()}
 
     def _moments(self, inputs):
         return _predictive.moments(self._function, self.structure, self.likelihood, self._graph_arrays(), inputs)
@@ -301,7 +314,7 @@ class LaplacePosterior(_protocol.Posterior):
         Regression: `mean`, `epistemic_variance` (`diag(J P^-1 J^T)`),
         `aleatoric_variance` (the noise variance) and their sum `variance`.
         """
-        if self.predictive != "glm" or (self.likelihood.task == "classification" and self.link != "probit"):
+        if not self.has_exact_fields:
             return None
         return self._eager("exact_fields", self._exact_fields, inputs)
 
@@ -314,31 +327,26 @@ class LaplacePosterior(_protocol.Posterior):
     def _state_arrays(self):
         arrays = {"mean": self._mean, "prior_precision": self._prior_values}
         arrays.update({f"curvature.{key}": value for key, value in self.structure.statistics.items()})
-        arrays.update({f"posterior.{key}": variable.numpy() for key, variable in self._arrays.items()})
+        arrays.update({f"posterior.{key}": value for key, value in self._arrays.items()})
         return arrays
 
-    def save(self, path):
-        """Writes the posterior to the directory `path` (`laplace.json` and `laplace.npz`); the model is not saved."""
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path must be a string or path, got {type(path).__name__}")
-        os.makedirs(path, exist_ok=True)
-        with open(os.path.join(path, _CONFIG_FILE), "w") as handle:
-            json.dump({"format_version": _FORMAT_VERSION, **self._config}, handle, indent=1)
-        np.savez(os.path.join(path, _ARRAYS_FILE), **self._state_arrays())
+    def save_state(self, folder):
+        """Writes the curvature and covariance factors to `folder/laplace.npz`; returns the config."""
+        np.savez(os.path.join(folder, _ARRAYS_FILE), **self._state_arrays())
+        return {"format_version": _FORMAT_VERSION, **self._config}
 
     @classmethod
-    def load(cls, path, model):
-        """The posterior saved at `path` by `save`, for `model` (with the weights it was fitted at)."""
-        if not isinstance(model, keras.Model):
-            raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
-        config_path, arrays_path = os.path.join(path, _CONFIG_FILE), os.path.join(path, _ARRAYS_FILE)
-        if not (os.path.isfile(config_path) and os.path.isfile(arrays_path)):
-            raise ValueError(f"path {path!r} holds no saved LaplacePosterior ({_CONFIG_FILE} and {_ARRAYS_FILE})")
-        with open(config_path) as handle:
-            config = json.load(handle)
+    def from_state(cls, model, folder, config):
+        """The posterior `save_state` wrote to `folder`, for `model` (with the weights it was fitted at)."""
+        config = dict(config)
         if config.pop("format_version", None) != _FORMAT_VERSION:
-            raise ValueError(f"{config_path} was written by another version of tfp_uq.laplace")
-        with np.load(arrays_path) as data:
+            raise ValueError(f"{folder!r} holds a LaplacePosterior written by another version of tfp_uq.laplace")
+        path = os.path.join(folder, _ARRAYS_FILE)
+        if not os.path.isfile(path):
+            raise ValueError(
+                f"{folder!r} holds no {_ARRAYS_FILE}: not a LaplacePosterior saved by tfp_uq.posterior.save"
+            )
+        with np.load(path) as data:
             arrays = {key: data[key] for key in data.files}
         posterior = cls(model, config, arrays)
         current = np.concatenate([theta.reshape(-1) for theta in mean_blocks(posterior.blocks)])
@@ -348,3 +356,15 @@ class LaplacePosterior(_protocol.Posterior):
                 "fitted at: load the weights it was fitted at, or fit it again"
             )
         return posterior
+
+    def save(self, path):
+        """`tfp_uq.posterior.save(self, path)`: the model and the posterior, in the folder `path`."""
+        return _posterior.save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """`tfp_uq.posterior.load(path)`, checked to be a `LaplacePosterior`."""
+        loaded = _posterior.load(path)
+        if not isinstance(loaded, cls):
+            raise ValueError(f"{os.fspath(path)!r} holds a {type(loaded).__name__}, not a {cls.__name__}")
+        return loaded

@@ -24,3 +24,26 @@ from tfp_uq.layers.dropout import (
 )
 from tfp_uq.layers.heads import GaussianHead
 from tfp_uq.layers.lora import BayesianLoRA
+
+__all__ = [
+    "BayesianLayer",
+    "BayesianLoRA",
+    "ConcreteDropout",
+    "Conv1DFlipout",
+    "Conv1DReparameterization",
+    "Conv2DFlipout",
+    "Conv2DReparameterization",
+    "Conv3DFlipout",
+    "Conv3DReparameterization",
+    "DenseFlipout",
+    "DenseLocalReparameterization",
+    "DenseReparameterization",
+    "GaussianHead",
+    "MCDropout",
+    "MCDropoutWrapper",
+    "SpatialMCDropout1D",
+    "SpatialMCDropout2D",
+    "SpatialMCDropout3D",
+    "StochasticLayer",
+    "VariationalLayer",
+]

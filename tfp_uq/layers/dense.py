@@ -4,10 +4,12 @@ import keras
 from keras import ops
 
 from tfp_uq import _validation
-from tfp_uq.layers import _estimators
+from tfp_uq.layers import _estimators, _linear
+
+__all__ = ["BayesianDense", "DenseReparameterization", "DenseFlipout", "DenseLocalReparameterization"]
 
 
-class BayesianDense(_estimators.BayesianLinear):
+class BayesianDense(_linear.BayesianLinear):
     """Shared Dense part: y = activation(x @ W + b) with W, b ~ q.
 
     Input shape: `(batch_size, ..., input_dim)`; output shape:
@@ -27,8 +29,7 @@ class BayesianDense(_estimators.BayesianLinear):
         input_dim = input_shape[-1]
         if input_dim is None:
             raise ValueError(
-                f"{type(self).__name__} needs a known last input dimension, got "
-                f"shape {tuple(input_shape)}"
+                f"{type(self).__name__} needs a known last input dimension, got shape {tuple(input_shape)}"
             )
         self.build_kernel_and_bias((input_dim, self.units), (self.units,))
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})

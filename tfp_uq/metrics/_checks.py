@@ -47,10 +47,7 @@ def probabilities_and_labels(probs, labels, atol=1e-3):
             raise ValueError("labels must be integer class indices")
         labels = labels.astype("int64")
     if labels.size and (labels.min() < 0 or labels.max() >= probs.shape[1]):
-        raise ValueError(
-            f"labels must be in [0, {probs.shape[1] - 1}], got values in "
-            f"[{labels.min()}, {labels.max()}]"
-        )
+        raise ValueError(f"labels must be in [0, {probs.shape[1] - 1}], got values in [{labels.min()}, {labels.max()}]")
     if np.any(probs < 0) or not np.all(np.isfinite(probs)):
         raise ValueError("probs must be finite and non-negative")
     sums = probs.sum(axis=1)

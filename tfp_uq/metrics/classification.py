@@ -9,6 +9,18 @@ import numpy as np
 
 from tfp_uq.metrics import _checks
 
+__all__ = [
+    "accuracy",
+    "negative_log_likelihood",
+    "brier_score",
+    "reliability_table",
+    "expected_calibration_error",
+    "equal_mass_calibration_error",
+    "maximum_calibration_error",
+    "classwise_calibration_error",
+]
+
+
 _EPS = 1e-12
 
 
@@ -139,8 +151,6 @@ def classwise_calibration_error(probs, labels, num_bins=15):
     for k in range(probs.shape[1]):
         confidence = probs[:, k]
         hits = (labels == k).astype("float64")
-        _, conf_sum, hit_sum = _binned(
-            confidence, hits, _equal_width_bins(confidence, num_bins), num_bins
-        )
+        _, conf_sum, hit_sum = _binned(confidence, hits, _equal_width_bins(confidence, num_bins), num_bins)
         errors.append(np.sum(np.abs(hit_sum - conf_sum)) / len(labels))
     return float(np.mean(errors))

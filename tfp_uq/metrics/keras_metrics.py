@@ -10,6 +10,8 @@ from keras import ops
 
 from tfp_uq import _summaries, _validation
 
+__all__ = ["ExpectedCalibrationError", "BrierScore"]
+
 
 def _labels_and_probs(y_true, y_pred, from_logits=False):
     num_classes = y_pred.shape[-1]

@@ -7,14 +7,15 @@ confidence for misclassified ones.
 
 import numpy as np
 
+__all__ = ["auroc", "aupr"]
+
 
 def _scores_and_targets(scores, is_positive):
     scores = np.asarray(scores, dtype="float64").ravel()
     is_positive = np.asarray(is_positive).ravel()
     if scores.shape != is_positive.shape:
         raise ValueError(
-            f"scores and is_positive must have the same length, got {scores.shape} "
-            f"and {is_positive.shape}"
+            f"scores and is_positive must have the same length, got {scores.shape} and {is_positive.shape}"
         )
     if not np.all(np.isfinite(scores)):
         raise ValueError("scores must be finite")

@@ -11,6 +11,17 @@ from scipy import special
 
 from tfp_uq import _validation
 
+__all__ = [
+    "rmse",
+    "gaussian_nll",
+    "crps_gaussian",
+    "picp",
+    "mean_interval_width",
+    "calibration_curve",
+    "miscalibration_area",
+    "mixture_log_likelihood",
+]
+
 
 def _finite(name, value):
     try:
