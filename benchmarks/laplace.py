@@ -9,30 +9,33 @@ to it: last-layer and all-layer KFAC, GLM predictive with the probit link,
 the prior precision by marginal likelihood ("marglik") or by the grid search
 on the validation data ("grid"). Beside them MC dropout, a Flipout BNN and a
 5-member deep ensemble are trained on the same data and budget, predicted
-with `tfp_uq.predict` (100 samples). Per model: accuracy, NLL, ECE (15 bins),
-Brier score, and the AUROC of telling the test set from each OOD set by
-predictive entropy, and by mutual information where the predictive has
-samples (for Laplace: 100 samples of the linearised network). Laplace fit
-times are given as ratios to one training epoch of the plain MLP (the mean
-of epochs 2-60, and the first epoch, which includes compiling), for the
-default (plain TensorFlow graphs on a CPU) and with `jit_compile=True`.
+with `tfp_uq.predict` (100 samples), as is every Laplace posterior (its
+probit probabilities replace the Monte Carlo ones). Per model: accuracy,
+NLL, ECE (15 bins), Brier score, and the AUROC of telling the test set from
+each OOD set by predictive entropy, and by mutual information where the
+predictive has samples (for Laplace: 100 samples of the linearised
+network). Laplace fit times are given as ratios to one training epoch of the
+plain MLP (the mean of epochs 2-60, and the first epoch, which includes
+compiling), for the default (plain TensorFlow graphs on a CPU), with
+`jit_compile=True`, and for a second fit of the same posterior.
 
 UCI (the standard splits of Hernandez-Lobato & Adams 2015, loaded with
 benchmarks/uci.py's loader; folders as for uci.py): per split two plain MLPs
 are trained with uci.py's protocol (one hidden layer of n_hidden units,
-n_epochs x 10 epochs, batch 32, Adam 1e-2 cosine-decayed): one ending in a
-GaussianHead (beta-NLL 0.5, as uci.py trains its point-estimate models),
+n_epochs x 10 epochs (--uci-epochs-multiplier), batch 32, Adam 1e-2
+cosine-decayed): one ending in a GaussianHead (beta-NLL 0.5, as uci.py
+trains its point-estimate models),
 then last-layer KFAC Laplace (the head's scale is the noise); and one with a
 single output and the mean squared error, then all-layer KFAC Laplace with
 the noise scale by marginal likelihood. Test RMSE and log-likelihood in the
 original units of the plain GaussianHead model (N(y; loc, scale^2)) and of
-Laplace's GLM predictives (N(y; mean, noise^2 + J P^-1 J^T)), next to the
-published MC dropout numbers.
+Laplace's GLM predictives (N(y; mean, noise^2 + J P^-1 J^T), through
+`tfp_uq.predict`), next to the published MC dropout numbers.
 
 Run:  .venv/bin/python benchmarks/laplace.py                          (digits, then UCI from $TFP_UQ_UCI_DIR)
       .venv/bin/python benchmarks/laplace.py --uci-splits 3 --uci-dir ../shared/data/uci
-Options: --skip-digits, --skip-uci, --seed 0.
-Measured on the shared 2-core VM: see RESULTS.md for the wall times.
+Options: --skip-digits, --skip-uci, --seed 0, --uci-epochs-multiplier 10.
+Prints the wall time of each part; RESULTS.md has a run with its budget.
 """
 
 import argparse
@@ -107,19 +110,6 @@ def _row(name, probs, y_test, total_entropy, mutual_information=None):
     }
 
 
-def _laplace_fields(posterior, x):
-    """(probit probabilities, their entropy, mutual information of 100 GLM samples) of a classifier posterior."""
-    import tensorflow as tf
-
-    from tfp_uq import _summaries
-
-    probs = np.asarray(posterior.exact_fields(x)[0]["probs"], "float64")
-    samples = np.asarray(posterior.sample_outputs(x, NUM_SAMPLES, tf.constant([0, 0], tf.int32)), "float64")
-    sampled = _summaries.classification(samples)
-    entropy = -(probs * np.log(probs + 1e-12)).sum(-1)
-    return probs, entropy, np.asarray(sampled["mutual_information"])
-
-
 def digits(seed):
     from sklearn.model_selection import train_test_split
 
@@ -168,8 +158,10 @@ def digits(seed):
         start = time.perf_counter()
         posterior = laplace.fit(plain, (x_train, y_train), subset=subset, verbose=0, **kwargs)
         timing[name] = time.perf_counter() - start
-        fields = [_laplace_fields(posterior, x) for x in inputs]
-        rows.append(_row("Laplace " + name, fields[0][0], y_test, [f[1] for f in fields], [f[2] for f in fields]))
+        # Probit probabilities and their entropy; mutual information from 100 samples of the linearised network.
+        results = [tfp_uq.predict(posterior, x, num_samples=NUM_SAMPLES, seed=seed) for x in inputs]
+        entropies, information = [r.total_entropy for r in results], [r.mutual_information for r in results]
+        rows.append(_row("Laplace " + name, results[0].probs, y_test, entropies, information))
         timing[f"{name} prior"] = posterior.prior_precision
         print(
             f"  fitted Laplace {name} in {timing[name]:.2f} s (prior precision {posterior.prior_precision:.3g})",
@@ -227,7 +219,7 @@ def _gaussian_log_likelihood(y, mean, variance):
     return float(np.mean(-0.5 * (np.log(2 * np.pi * variance) + (y - mean) ** 2 / variance)))
 
 
-def uci_split(folder, split, seed):
+def uci_split(folder, split, seed, epochs_multiplier=10):
     """One split's test scores in original units.
 
     Returns `(RMSE, LL plain, LL Laplace, fit seconds)` of the GaussianHead
@@ -237,10 +229,11 @@ def uci_split(folder, split, seed):
     from uci import BATCH_SIZE as UCI_BATCH
     from uci import _read_int, load_split
 
+    import tfp_uq
     from tfp_uq import _recipes, laplace
 
     x_train, y_train, x_test, y_test = load_split(folder, split)
-    epochs = _read_int(folder, "n_epochs.txt", 40) * 10
+    epochs = _read_int(folder, "n_epochs.txt", 40) * epochs_multiplier
     hidden = _read_int(folder, "n_hidden.txt", 50)
     x_mean, x_std = x_train.mean(0), x_train.std(0)
     x_std[x_std == 0] = 1.0
@@ -271,33 +264,33 @@ def uci_split(folder, split, seed):
         start = time.perf_counter()
         posterior = laplace.fit(model, (inputs, targets), subset=subset, verbose=0)
         seconds = time.perf_counter() - start
-        fields = posterior.exact_fields(test_inputs)[0]
-        mean = np.asarray(fields["mean"], "float64") * y_std + y_mean
-        variance = np.asarray(fields["variance"], "float64") * y_std**2
+        result = tfp_uq.predict(posterior, test_inputs, num_samples=2, seed=seed)  # the moments are closed forms
+        mean = result.mean * y_std + y_mean
+        variance = result.variance * y_std**2
         rmse = float(np.sqrt(np.mean((y_test - mean) ** 2)))
         laplace_ll = _gaussian_log_likelihood(y_test, mean, variance)
         if loss == "gaussian_head":
-            aleatoric = np.asarray(fields["aleatoric_variance"], "float64") * y_std**2
+            aleatoric = result.aleatoric_variance * y_std**2
             scores += [rmse, _gaussian_log_likelihood(y_test, mean, aleatoric), laplace_ll, seconds]
         else:
             scores += [rmse, laplace_ll, seconds]
     return scores
 
 
-def uci(folders, splits, seed):
+def uci(folders, splits, seed, epochs_multiplier):
     from uci import PUBLISHED_MC_DROPOUT
 
     rows = []
     for folder in folders:
         name = os.path.basename(os.path.normpath(folder))
         start = time.perf_counter()
-        scores = np.array([uci_split(folder, k, seed) for k in range(splits)])
+        scores = np.array([uci_split(folder, k, seed, epochs_multiplier) for k in range(splits)])
         rows.append((name, scores, PUBLISHED_MC_DROPOUT.get(name), time.perf_counter() - start))
         print(f"  {name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     return rows
 
 
-def format_uci(rows, splits):
+def format_uci(rows, splits, epochs_multiplier):
     def summary(values):
         error = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
         return f"{values.mean():8.3f} +- {error:6.3f}"
@@ -309,7 +302,7 @@ def format_uci(rows, splits):
         f" | {'MC dropout LL':>13s}"
     )
     title = (
-        f"UCI, first {splits} standard splits (uci.py's protocol: n_epochs x 10 epochs, batch 32, Adam 1e-2 cosine); "
+        f"UCI, first {splits} standard splits (n_epochs x {epochs_multiplier} epochs, batch 32, Adam 1e-2 cosine); "
         "test LL in original units"
     )
     lines = [title, header]
@@ -334,6 +327,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--uci-dir", default=os.environ.get("TFP_UQ_UCI_DIR"), help="folder of UCI dataset folders")
     parser.add_argument("--uci-splits", type=int, default=3)
+    parser.add_argument(
+        "--uci-epochs-multiplier", type=int, default=10, help="epochs = n_epochs.txt x this (uci.py's protocol: 10)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-digits", action="store_true")
     parser.add_argument("--skip-uci", action="store_true")
@@ -352,7 +348,8 @@ def main():
             if os.path.isdir(os.path.join(args.uci_dir, d))
         )
         start = time.perf_counter()
-        print(format_uci(uci(folders, args.uci_splits, args.seed), args.uci_splits))
+        multiplier = args.uci_epochs_multiplier
+        print(format_uci(uci(folders, args.uci_splits, args.seed, multiplier), args.uci_splits, multiplier))
         print(f"(UCI: {time.perf_counter() - start:.0f} s)")
 
 
