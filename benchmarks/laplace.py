@@ -286,7 +286,8 @@ def uci(folders, splits, seed, epochs_multiplier):
         start = time.perf_counter()
         scores = np.array([uci_split(folder, k, seed, epochs_multiplier) for k in range(splits)])
         rows.append((name, scores, PUBLISHED_MC_DROPOUT.get(name), time.perf_counter() - start))
-        print(f"  {name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        row = format_uci(rows[-1:], splits, epochs_multiplier).splitlines()[3]  # kept if a later set is stopped
+        print(f"  {name}: {time.perf_counter() - start:.0f} s\n{row}", file=sys.stderr, flush=True)
     return rows
 
 

@@ -5,10 +5,13 @@ network trained to near-zero loss has a GGN near zero (a softmax's
 curvature `p (1 - p)` vanishes on examples it fits with certainty), and the
 evidence then prefers a prior that leaves the weights almost as uncertain as
 the prior itself: on the digits MLP of `benchmarks/laplace.py` the evidence
-picks lambda = 1.6 and the test NLL is 0.44, against 0.063 at lambda = 100.
-Daxberger et al. (2021) offer this search for that case: a log-spaced grid
-of scalar prior precisions, each scored by the predictive's NLL on
-validation data (probit for classification, Gaussian for regression).
+picks lambda = 1.7 and the test NLL is 0.44, against 0.069 at lambda = 100
+(0.13 at 1e4, the plain model's). Daxberger et al. (2021) offer this search
+for that case: a log-spaced grid of scalar prior precisions, each scored by
+the predictive's NLL on validation data (probit for classification,
+Gaussian for regression). It needs validation data with errors to score:
+there the 15% validation split (170 images, one error) scores best at the
+grid's top, 1e4.
 """
 
 import numpy as np
