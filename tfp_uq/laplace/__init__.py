@@ -3,13 +3,14 @@
 `fit` puts a Gaussian posterior around a trained model's weights (all of
 them, its last layer, or named layers) from the curvature of its likelihood
 over the training data; the `LaplacePosterior` it returns predicts with the
-linearised network or Monte Carlo over weights, through the posterior
-protocol that `tfp_uq.predict` and `tfp_uq.export` speak.
+linearised network or Monte Carlo over weights; it is a
+`tfp_uq.posterior.Posterior`, so `tfp_uq.predict`, `tfp_uq.export`,
+`tfp_uq.conformal.calibrate` and `tfp_uq.posterior.save` / `load` take it.
 
 Example:
 
 >>> posterior = tfp_uq.laplace.fit(model, (x_train, y_train))   # last-layer KFAC, marginal-likelihood prior
->>> fields = posterior.exact_fields(x_test)[0]                     # probit probabilities
+>>> tfp_uq.predict(posterior, x_test).probs                        # probit probabilities
 """
 
 from tfp_uq.laplace import curvature, gridsearch, marglik
