@@ -187,3 +187,32 @@ def test_fit_with_ivon_saves_the_learned_posterior(iris_csv, tmp_path, capsys):
     assert cli.main(["evaluate", out, "--csv", iris_csv]) == 0
     accuracy = float(capsys.readouterr().out.split("accuracy")[-1].split()[0])
     assert accuracy > 0.8
+
+
+@pytest.mark.slow
+def test_fit_with_laplace_saves_the_posterior_of_the_trained_plain_model(iris_csv, tmp_path, capsys):
+    import json
+
+    import tfp_uq
+    from tfp_uq import laplace
+
+    out = str(tmp_path / "model")
+    args = ["fit", "--csv", iris_csv, "--target", "species", "--task", "classification", "--method", "laplace"]
+    assert cli.main(args + ["--epochs", "30", "--output", out, "--quiet"]) == 0
+    assert "method laplace" in capsys.readouterr().out
+    saved = json.load(open(f"{out}/posterior.json"))
+    assert saved["class"] == "tfp_uq>LaplacePosterior"
+    posterior = tfp_uq.posterior.load(out)
+    assert isinstance(posterior, laplace.LaplacePosterior)
+    # The plain MLP's last Dense layer, KFAC, a prior precision that maximises the marginal likelihood.
+    assert posterior.layer_names == [posterior.model.layers[-1].name] and posterior.hessian == "kron"
+    best = posterior.log_marginal_likelihood()
+    for factor in (0.8, 1.25):
+        assert posterior.log_marginal_likelihood(prior_precision=posterior.prior_precision * factor) < best
+    predictions = str(tmp_path / "pred.csv")
+    assert cli.main(["evaluate", out, "--csv", iris_csv, "--predictions", predictions]) == 0
+    accuracy = float(capsys.readouterr().out.split("accuracy")[-1].split()[0])
+    assert accuracy > 0.8
+    header, *rows = open(predictions).read().splitlines()
+    assert header == "predicted,confidence,entropy,mutual_information" and len(rows) == 150
+    assert all(float(row.split(",")[3]) > 0 for row in rows)  # the posterior's epistemic part

@@ -6,6 +6,7 @@ from tfp_uq import (
     conformal,
     ensembles,
     inference,
+    laplace,
     layers,
     losses,
     metrics,
@@ -18,6 +19,7 @@ from tfp_uq import (
 from tfp_uq.convert import bayesianize
 from tfp_uq.elbo import bayesian_layers, set_deterministic, set_kl_weight
 from tfp_uq.export import export
+from tfp_uq.laplace import LaplacePosterior
 from tfp_uq.layers import (
     DenseFlipout,
     DenseLocalReparameterization,
@@ -31,6 +33,7 @@ __all__ = [
     "DenseLocalReparameterization",
     "DenseReparameterization",
     "GaussianHead",
+    "LaplacePosterior",
     "PredictionResult",
     "active_learning",
     "bayesian_layers",
@@ -40,6 +43,7 @@ __all__ = [
     "ensembles",
     "export",
     "inference",
+    "laplace",
     "layers",
     "losses",
     "metrics",

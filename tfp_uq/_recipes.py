@@ -2,7 +2,16 @@
 
 import keras
 
-METHODS = ("plain", "mc_dropout", "flipout", "reparameterization", "local_reparameterization", "ensemble", "ivon")
+METHODS = (
+    "plain",
+    "mc_dropout",
+    "flipout",
+    "reparameterization",
+    "local_reparameterization",
+    "ensemble",
+    "ivon",
+    "laplace",
+)
 _BAYESIAN = {
     "flipout": "DenseFlipout",
     "reparameterization": "DenseReparameterization",
@@ -115,7 +124,8 @@ def build(
 ):
     """A compiled model (or `DeepEnsemble` for method "ensemble"); see
     `optimizer` (and `ivon_optimizer` for method "ivon", a plain MLP trained
-    by IVON) for `learning_rate` and `decay_steps`."""
+    by IVON) for `learning_rate` and `decay_steps`. Method "laplace" is the
+    plain model; `after_training` then fits its posterior."""
     if method == "ensemble":
         from tfp_uq.ensembles import DeepEnsemble
 
@@ -129,9 +139,24 @@ def build(
         model = mlp("plain", input_dim, task, num_outputs, num_train, hidden, dropout_rate, seed)
         model.compile(ivon_optimizer(task, num_train, decay_steps, learning_rate), loss(task, method), jit_compile=True)
         return model
-    model = mlp(method, input_dim, task, num_outputs, num_train, hidden, dropout_rate, seed)
-    model.compile(optimizer(task, learning_rate, decay_steps), loss(task, method), jit_compile=True)
+    trained = "plain" if method == "laplace" else method
+    model = mlp(trained, input_dim, task, num_outputs, num_train, hidden, dropout_rate, seed)
+    model.compile(optimizer(task, learning_rate, decay_steps), loss(task, trained), jit_compile=True)
     return model
+
+
+def after_training(method, model, x_train, y_train, batch_size=128):
+    """What `method` predicts with once `model` is trained on `(x_train, y_train)`.
+
+    "laplace": the last-layer KFAC Laplace posterior with its prior precision
+    by marginal likelihood (`tfp_uq.laplace.fit`'s defaults); any other
+    method: the model itself.
+    """
+    if method != "laplace":
+        return model
+    from tfp_uq import laplace
+
+    return laplace.fit(model, (x_train, y_train), batch_size=batch_size, verbose=0)
 
 
 def num_predict_samples(method, requested=100):

@@ -143,6 +143,7 @@ def _fit(args):
         batch_size=args.batch_size,
         verbose=2 if not args.quiet else 0,
     )
+    model = _recipes.after_training(args.method, model, prep.inputs(x[train]), y[train], args.batch_size)
     os.makedirs(args.output, exist_ok=True)
     if len(calibration):
         from tfp_uq import conformal
@@ -250,7 +251,13 @@ def build_parser():
     fit.add_argument("--csv", required=True, help="CSV file with a header row")
     fit.add_argument("--target", required=True, help="name of the target column")
     fit.add_argument("--task", required=True, choices=("regression", "classification"))
-    fit.add_argument("--method", default="flipout", choices=METHODS)
+    fit.add_argument(
+        "--method",
+        default="flipout",
+        choices=METHODS,
+        help="how the MLP gets its uncertainty (default: flipout); laplace trains a plain MLP, then fits a "
+        "last-layer KFAC Laplace posterior (tfp_uq.laplace.fit) with its prior precision by marginal likelihood",
+    )
     fit.add_argument("--output", default="tfp_uq_model", help="folder for the model and plots (default: tfp_uq_model)")
     fit.add_argument("--epochs", type=int, default=100)
     fit.add_argument("--batch-size", type=int, default=32)
