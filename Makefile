@@ -20,8 +20,9 @@ $(NATIVE): $(STAMP) tfp_uq/_native/posterior.cc
 demo: $(NATIVE)
 	$(VENV)/bin/tfp-uq demo
 
+# One pytest worker per core; a test file runs on one worker, so its module fixtures are built once.
 test: $(NATIVE)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n auto --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
