@@ -7,7 +7,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 import tfp_uq
-from tfp_uq import convert, layers
+from tfp_uq import _keras_compat, convert, layers
 
 X = np.random.default_rng(0).normal(size=(6, 8, 8, 1)).astype("float32")
 
@@ -45,7 +45,7 @@ def test_conversion_keeps_structure_and_tiny_moped_delta_reproduces_predictions(
     assert _names_and_shapes(converted) == _names_and_shapes(model)
     np.testing.assert_allclose(converted.predict(X, verbose=0), before, atol=1e-4)
     np.testing.assert_array_equal(model.predict(X, verbose=0), before)  # original untouched
-    kinds = {type(l).__name__ for l in converted._flatten_layers()}
+    kinds = {type(l).__name__ for l in _keras_compat.walk_layers(converted)}
     expected = {
         "flipout": "Conv2DFlipout",
         "reparameterization": "Conv2DReparameterization",
@@ -69,7 +69,7 @@ def test_moped_sets_posterior_scale_to_delta_times_weight():
 def test_layer_filter_chooses_layers():
     model = _functional_with_nested_cnn()
     converted = tfp_uq.bayesianize(model, layer_filter=lambda layer: layer.name == "out")
-    kinds = [type(l).__name__ for l in converted._flatten_layers()]
+    kinds = [type(l).__name__ for l in _keras_compat.walk_layers(converted)]
     assert kinds.count("DenseFlipout") == 1 and "Conv2D" in kinds
 
 
@@ -141,11 +141,13 @@ def _parameters(layer_list):
 
 
 def _convertible_parameters(model):
-    return _parameters([layer for layer in model._flatten_layers(include_self=False) if type(layer) in convert._TWINS])
+    return _parameters(
+        [layer for layer in _keras_compat.walk_layers(model, include_self=False) if type(layer) in convert._TWINS]
+    )
 
 
 def _bayesian_parameters(model):
-    bayesian = [layer for layer in model._flatten_layers() if isinstance(layer, layers.BayesianLayer)]
+    bayesian = [layer for layer in _keras_compat.walk_layers(model) if isinstance(layer, layers.BayesianLayer)]
     return sum(int(np.prod(p.loc.shape)) for layer in bayesian for p in layer.posteriors.values())
 
 
@@ -155,7 +157,7 @@ def _assert_converted_and_equal(model, x, check_outputs=True, **kwargs):
     convertible = _convertible_parameters(model)
     converted = tfp_uq.bayesianize(model, seed=0, **kwargs)
     assert _bayesian_parameters(converted) == convertible  # 100% of the convertible layers' parameters
-    assert not [layer.name for layer in converted._flatten_layers() if type(layer) in convert._TWINS]
+    assert not [layer.name for layer in _keras_compat.walk_layers(converted) if type(layer) in convert._TWINS]
     if check_outputs:
         tfp_uq.set_deterministic(converted)
         np.testing.assert_allclose(converted(x, training=False), before, rtol=1e-4, atol=1e-5)
@@ -210,7 +212,7 @@ def test_keras_applications_convert_every_parameter_layer(name):
     # The first call of a converted model compiles each layer's KL (~0.3 s a layer):
     # the outputs are compared on the model with depthwise convolutions only.
     converted = _assert_converted_and_equal(model, x, check_outputs=name == "MobileNetV3Small")
-    left = {type(layer).__name__ for layer in converted._flatten_layers() if layer.trainable_weights}
+    left = {type(layer).__name__ for layer in _keras_compat.walk_layers(converted) if layer.trainable_weights}
     assert left - {"Functional", "BatchNormalization"} <= {
         "Conv2DFlipout", "DenseFlipout", "DepthwiseConv2DFlipout"
     }  # fmt: skip
@@ -344,7 +346,7 @@ def test_keras_hub_backbone_converts_in_place_trains_and_round_trips(kind, metho
 
     before = keras.ops.convert_to_numpy(features(backbone, x))
     assert tfp_uq.bayesianize(backbone, method=method, num_examples=4, seed=0) is backbone
-    kinds = {type(layer).__name__ for layer in backbone._flatten_layers()}
+    kinds = {type(layer).__name__ for layer in _keras_compat.walk_layers(backbone)}
     expected = {"BayesianLoRA"} if method == "lora" else {"EinsumDenseFlipout", "DenseFlipout"}
     assert expected <= kinds and "EinsumDense" not in kinds - {"BayesianLoRA"} or method == "lora"
     tfp_uq.set_deterministic(backbone)
