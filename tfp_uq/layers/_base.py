@@ -1,7 +1,9 @@
 """What every Bayesian layer shares: posteriors, prior, KL term, seed.
 
 A `BayesianLayer` holds, for each Bayesian weight, a mean-field Normal
-posterior q(w) = N(loc, scale^2) with scale = softplus(rho) + floor. Its KL to
+posterior q(w) = N(loc, scale^2) whose scale comes from a raw variable `rho`
+(see `_posterior_scale`: by default the posterior precision is the prior's plus
+N times the input's mean square times exp(rho)). Its KL to
 the prior enters the loss through `add_loss`, multiplied by the layer's
 `kl_weight`, which lives in a non-trainable variable that callbacks may change
 during `fit` (`tfp_uq.callbacks.KLAnnealing`).
@@ -19,6 +21,7 @@ import keras
 from keras import ops
 
 from tfp_uq import _kl_tracking, _native, _random, _validation, priors
+from tfp_uq.layers import _posterior_scale
 
 _SEED_STATE_KEY = "seed_state"
 
@@ -174,7 +177,12 @@ class BayesianLayer(VariationalLayer):
     Args:
         prior: a `tfp_uq.priors.Prior`, a `tfp.distributions.Distribution` or
             None (standard Normal).
-        posterior_scale_init: initial posterior standard deviation (> 0).
+        posterior_scale_init: None (default) for the curvature parameterisation
+            of the scale (`tfp_uq.layers._posterior_scale`): the posterior
+            precision is the prior's plus N * (mean square of the weight's
+            input) * a learned curvature, which starts tight. A number (> 0)
+            instead makes the scale softplus(rho) + floor starting at that
+            standard deviation, the parameterisation of models saved before.
         kl_weight: weight of the KL term, usually 1 / number of training
             examples (see `VariationalLayer`).
         seed: integer seed of the layer's random draws, or None.
@@ -187,7 +195,7 @@ class BayesianLayer(VariationalLayer):
     def __init__(
         self,
         prior=None,
-        posterior_scale_init=1e-3,
+        posterior_scale_init=None,
         kl_weight=None,
         seed=None,
         deterministic=False,
@@ -198,7 +206,9 @@ class BayesianLayer(VariationalLayer):
         kwargs.setdefault("autocast", False)
         super().__init__(kl_weight=kl_weight, seed=seed, **kwargs)
         self.prior = priors.get(prior)
-        self.posterior_scale_init = _validation.positive("posterior_scale_init", posterior_scale_init)
+        if posterior_scale_init is not None:
+            posterior_scale_init = _validation.positive_finite("posterior_scale_init", posterior_scale_init)
+        self.posterior_scale_init = posterior_scale_init
         self.deterministic = _validation.boolean("deterministic", deterministic)
         self._posteriors = {}
 
@@ -214,9 +224,7 @@ class BayesianLayer(VariationalLayer):
         rho = self.add_weight(
             name=f"{name}_rho",
             shape=shape,
-            initializer=keras.initializers.Constant(
-                float(priors.softplus_inverse(self.posterior_scale_init - priors.SCALE_FLOOR))
-            ),
+            initializer=keras.initializers.Constant(_posterior_scale.initial_raw(self.posterior_scale_init)),
         )
         prior_variables = self.prior.build(self, name, tuple(shape))
         self._posteriors[name] = (loc, rho, prior_variables)
@@ -227,14 +235,44 @@ class BayesianLayer(VariationalLayer):
         """Posterior mean of weight `name` (float32 tensor)."""
         return ops.convert_to_tensor(self._posteriors[name][0])
 
+    @property
+    def uses_curvature_scale(self):
+        """Whether the scales follow the curvature parameterisation (`_posterior_scale`)."""
+        return _posterior_scale.uses_curvature(self.posterior_scale_init)
+
+    def posterior_energy(self, name):
+        """Mean square of the inputs that multiply weight `name`, broadcastable to it.
+
+        1 here (a bias's input, or a layer that keeps no input statistics);
+        layers that track their inputs' energy override it.
+        """
+        del name
+        return ops.ones((), "float32")
+
+    def _scale_inputs(self):
+        """What the curvature scales read besides rho: ({name: energy}, kl_weight), or None."""
+        if not self.uses_curvature_scale:
+            return None
+        energies = {name: self.posterior_energy(name) for name in self._posteriors}
+        return energies, ops.convert_to_tensor(self.kl_weight_variable)
+
+    def _scale(self, name, rho, prior_variables, scale_inputs):
+        if scale_inputs is None:
+            return _posterior_scale.softplus_scale(rho)
+        energies, kl_weight = scale_inputs
+        return _posterior_scale.curvature_scale(
+            rho, energies[name], kl_weight, self.prior.variance(prior_variables)
+        )
+
     def posterior_scale(self, name):
         """Posterior standard deviation of weight `name` (float32 tensor)."""
-        return priors.positive_scale(self._posteriors[name][1])
+        _, rho, prior_variables = self._posteriors[name]
+        return self._scale(name, ops.convert_to_tensor(rho), prior_variables, self._scale_inputs())
 
-    def _draw_posteriors(self, seed, output, values):
+    def _draw_posteriors(self, seed, output, values, scale_inputs=None):
         drawn, kl = {}, 0.0
         for index, (name, (loc, rho, prior_variables)) in enumerate(values.items()):
-            scale = priors.positive_scale(rho)
+            scale = self._scale(name, rho, prior_variables, scale_inputs)
             noise = None
             if output in ("sample", "perturbation"):
                 noise = scale * _random.normal(ops.shape(loc), _random.substream(seed, index), loc.dtype)
@@ -285,19 +323,22 @@ class BayesianLayer(VariationalLayer):
         values = {
             name: (loc, rho, dict(prior_variables)) for name, (loc, rho, prior_variables) in self._posteriors.items()
         }
+        scale_inputs = self._scale_inputs()
         if keras.backend.backend() != "tensorflow":
-            return self._draw_posteriors(seed, output, values)
+            return self._draw_posteriors(seed, output, values, scale_inputs)
         import tensorflow as tf
 
-        values = tf.nest.map_structure(tf.convert_to_tensor, values)
-        drawn = _native.posterior_draws(values, seed, output, self.prior, training)
-        if drawn is not None:
-            return drawn
+        values, scale_inputs = tf.nest.map_structure(tf.convert_to_tensor, (values, scale_inputs))
+        # The compiled kernels implement the softplus scale only.
+        if scale_inputs is None:
+            drawn = _native.posterior_draws(values, seed, output, self.prior, training)
+            if drawn is not None:
+                return drawn
         compiled = _COMPILED_DRAWS.get(self)
         if compiled is None:
             compiled = tf.function(self._draw_posteriors, jit_compile=True, autograph=False)
             _COMPILED_DRAWS[self] = compiled
-        return compiled(seed, output, values)
+        return compiled(seed, output, values, scale_inputs)
 
     def sample_weights(self, name, seed, num_samples):
         """`num_samples` independent draws of weight `name`, stacked first."""

@@ -20,6 +20,7 @@ import keras
 from keras import ops
 
 from tfp_uq import _random, _sampling, _validation
+from tfp_uq.layers import _posterior_scale
 from tfp_uq.layers._base import BayesianLayer
 
 
@@ -105,6 +106,8 @@ class BayesianLinear(BayesianLayer):
 
     def build_kernel_and_bias(self, kernel_shape, bias_shape):
         """Creates the kernel posterior and the bias (posterior or point)."""
+        if self.uses_curvature_scale:
+            _posterior_scale.add_energy_variables(self, self._input_channels(kernel_shape))
         self.kernel = self.add_posterior("kernel", kernel_shape, self.kernel_initializer)
         if self.use_bias and self.bayesian_bias:
             self.bias = self.add_posterior("bias", bias_shape, self.bias_initializer)
@@ -113,6 +116,19 @@ class BayesianLinear(BayesianLayer):
 
     def _cast(self, value):
         return ops.cast(value, self.compute_dtype)
+
+    def _input_channels(self, kernel_shape):
+        """Number of input channels (features) whose energy the layer tracks."""
+        return kernel_shape[-2]
+
+    def _kernel_energy(self, energy):
+        """Per-channel input energy laid out to broadcast against the kernel."""
+        return energy[:, None]
+
+    def posterior_energy(self, name):
+        if name == "kernel" and self.uses_curvature_scale:
+            return self._kernel_energy(ops.convert_to_tensor(self.input_energy))
+        return super().posterior_energy(name)
 
     def _linear(self, inputs, kernel):
         raise NotImplementedError
@@ -175,6 +191,8 @@ class BayesianLinear(BayesianLayer):
     def call(self, inputs, training=None):
         # Layers with autocast off get their inputs uncast: cast them here.
         inputs = ops.cast(inputs, self.compute_dtype)
+        if training and self.uses_curvature_scale:
+            _posterior_scale.update_energy(self.input_energy, self.input_energy_count, inputs, self._channel_axis)
         seed = self.seed_generator.next()
         num_samples = _sampling.num_samples()
         if num_samples and not self.deterministic and not self._independent_per_example:

@@ -91,6 +91,14 @@ class BayesianConv(_estimators.BayesianLinear):
         self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2, axes={self._channel_axis: channels})
         self.built = True
 
+    def _input_channels(self, kernel_shape):
+        return kernel_shape[-2] * self.groups
+
+    def _kernel_energy(self, energy):
+        # Kernel[..., i, o] reads input channel (group of o) * channels_per_group + i.
+        per_group = ops.transpose(ops.reshape(energy, (self.groups, -1)))
+        return ops.repeat(per_group, self.filters // self.groups, axis=1)
+
     def _linear(self, inputs, kernel):
         padding = self.padding
         if padding == "causal":
