@@ -1,15 +1,21 @@
-"""Reporting the KL part of the ELBO in `fit` logs as `kl_loss`.
+"""Reporting the KL part of the ELBO in `fit` logs as `kl_loss`, and `posterior_std`.
 
 One `KLTracker` metric per model, attached to the model (so Keras reports,
 resets and aggregates it like any metric) and shared by its Bayesian layers,
-which feed it their weighted KL in every train and test step.
+which feed it their weighted KL in every train and test step. A
+`PosteriorStd` metric beside it reports the mean posterior standard deviation
+over the model's Bayesian weights after each step, so a posterior that does not
+move is visible in the log.
 """
 
+import math
 import weakref
 
 import keras
 
 _TRACKERS = weakref.WeakKeyDictionary()
+# PosteriorStd metric -> weak references to the layers whose scales it averages.
+_SCALE_LAYERS = weakref.WeakKeyDictionary()
 
 
 class KLTracker(keras.metrics.Metric):
@@ -39,32 +45,76 @@ class KLTracker(keras.metrics.Metric):
         self.count.assign(0.0)
 
 
+class PosteriorStd(keras.metrics.Metric):
+    """Mean posterior standard deviation over all Bayesian weights, read when reported.
+
+    It holds no state: its result is the mean of every `posterior_scale` of the
+    layers it was made for, at the moment Keras reads it (after the step's update).
+    """
+
+    def __init__(self, name="posterior_std", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, *args, **kwargs):
+        del args, kwargs
+
+    def result(self):
+        total, count = 0.0, 0
+        for reference in _SCALE_LAYERS.get(self, ()):
+            layer = reference()
+            if layer is None:
+                continue
+            for name in layer._posteriors:
+                scale = layer.posterior_scale(name)
+                total = total + keras.ops.sum(scale)
+                count += math.prod(scale.shape)
+        return keras.ops.cast(total, "float32") / max(count, 1)
+
+    def reset_state(self):
+        pass
+
+
 def tracker_of(layer):
     """The tracker that `layer` feeds, or None."""
     return _TRACKERS.get(layer)
 
 
-def attach(model, layers):
-    """Makes `model` report the KL of `layers` as `kl_loss`; True if new."""
-    tracker = getattr(model, "_tfp_uq_kl_tracker", None)
-    if tracker is not None and tracker.num_layers == len(layers):
-        return False
+def _new_metric(model, factory):
+    """`factory()`, made under the model's distribution strategy if it has one."""
     strategy = getattr(model, "distribute_strategy", None)
-    if strategy is not None:
-        with strategy.scope():
-            tracker = KLTracker(len(layers))
-    else:
-        tracker = KLTracker(len(layers))
+    if strategy is None:
+        return factory()
+    with strategy.scope():
+        return factory()
+
+
+def _set_metric(model, attribute, metric):
+    """Sets `model.<attribute> = metric`, so Keras tracks and reports it."""
     locked = model._tracker.locked
     if locked:  # a built subclassed model: adding a metric is allowed here
         model._tracker.unlock()
     try:
-        model._tfp_uq_kl_tracker = tracker
+        setattr(model, attribute, metric)
     finally:
         if locked:
             model._lock_state()
+
+
+def attach(model, layers):
+    """Makes `model` report the KL of `layers` as `kl_loss` (and `posterior_std`); True if new."""
+    tracker = getattr(model, "_tfp_uq_kl_tracker", None)
+    if tracker is not None and tracker.num_layers == len(layers):
+        return False
+    tracker = _new_metric(model, lambda: KLTracker(len(layers)))
+    _set_metric(model, "_tfp_uq_kl_tracker", tracker)
     for layer in layers:
         _TRACKERS[layer] = tracker
+    with_scales = [layer for layer in layers if hasattr(layer, "posterior_scale")]
+    # JAX's stateless metrics cannot read the layers' variables inside the step.
+    if with_scales and keras.backend.backend() != "jax":
+        posterior_std = _new_metric(model, PosteriorStd)
+        _SCALE_LAYERS[posterior_std] = [weakref.ref(layer) for layer in with_scales]
+        _set_metric(model, "_tfp_uq_posterior_std", posterior_std)
     # Compiled steps traced before this point do not update the tracker.
     for attribute in ("train_function", "test_function"):
         if getattr(model, attribute, None) is not None:
