@@ -276,7 +276,9 @@ def print_digits_table(rows):
             if key in ("model", "epochs"):
                 cells.append(f"{value!s:>{width}s}")
             else:
-                cells.append(f"{_format(value, 4 if key.startswith('std') else (0 if key == 'seconds' else 3)):>{width}s}")
+                cells.append(
+                    f"{_format(value, 4 if key.startswith('std') else (0 if key == 'seconds' else 3)):>{width}s}"
+                )
         print(" ".join(cells), flush=True)
 
 

@@ -260,9 +260,7 @@ class BayesianLayer(VariationalLayer):
         if scale_inputs is None:
             return _posterior_scale.softplus_scale(rho)
         energies, kl_weight = scale_inputs
-        return _posterior_scale.curvature_scale(
-            rho, energies[name], kl_weight, self.prior.variance(prior_variables)
-        )
+        return _posterior_scale.curvature_scale(rho, energies[name], kl_weight, self.prior.variance(prior_variables))
 
     def posterior_scale(self, name):
         """Posterior standard deviation of weight `name` (float32 tensor)."""
@@ -328,7 +326,9 @@ class BayesianLayer(VariationalLayer):
             return self._draw_posteriors(seed, output, values, scale_inputs)
         import tensorflow as tf
 
-        values, scale_inputs = tf.nest.map_structure(tf.convert_to_tensor, (values, scale_inputs))
+        values = tf.nest.map_structure(tf.convert_to_tensor, values)
+        if scale_inputs is not None:
+            scale_inputs = tf.nest.map_structure(tf.convert_to_tensor, scale_inputs)
         # The compiled kernels implement the softplus scale only.
         if scale_inputs is None:
             drawn = _native.posterior_draws(values, seed, output, self.prior, training)
