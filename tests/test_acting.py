@@ -86,3 +86,12 @@ def test_active_learning_selects_highest_scores():
         active_learning.select(result, 1, "random")
     with pytest.raises(ValueError, match="num_queries"):
         active_learning.select(result, 4)
+
+
+def test_a_nan_uncertainty_refers_and_is_answered_last():
+    uncertainty = np.array([0.1, np.nan, 0.2])
+    np.testing.assert_array_equal(selective.should_refer(uncertainty, 0.5), [False, True, False])
+    coverage, risk, thresholds = selective.risk_coverage_curve(uncertainty, np.array([0, 1, 0]))
+    np.testing.assert_allclose(risk, [0.0, 0.0, 1 / 3])
+    assert thresholds[-1] == np.inf
+    assert selective.selection_threshold(uncertainty, np.array([0, 1, 0]), target_risk=0.0) == 0.2

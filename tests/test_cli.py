@@ -128,3 +128,62 @@ def test_every_subcommand_has_help(capsys):
             cli.main([command, "--help"])
         assert exit_info.value.code == 0
         assert "usage: tfp-uq" in capsys.readouterr().out
+
+
+def test_evaluate_refers_rows_above_the_threshold_and_rows_of_a_diverged_model(iris_csv, tmp_path, capsys):
+    out = str(tmp_path / "model")
+    args = ["fit", "--csv", iris_csv, "--target", "species", "--task", "classification", "--method", "flipout"]
+    assert cli.main(args + ["--epochs", "5", "--output", out, "--quiet"]) == 0
+    predictions = str(tmp_path / "pred.csv")
+    assert cli.main(["evaluate", out, "--csv", iris_csv, "--predictions", predictions, "--refer-above", "0.5"]) == 0
+    header, *rows = open(predictions).read().splitlines()
+    assert header == "predicted,confidence,entropy,mutual_information,refer"
+    entropy = np.array([float(row.split(",")[2]) for row in rows])
+    refer = np.array([row.split(",")[4] == "True" for row in rows])
+    np.testing.assert_array_equal(refer, entropy > 0.5)
+    # Weights that diverged to NaN: every row is referred, with no predicted class.
+    import tfp_uq  # noqa: F401  (registers the layers for loading)
+
+    model = keras.models.load_model(f"{out}/model.keras")
+    model.layers[0].kernel.assign(np.full(model.layers[0].kernel.shape, np.nan, "float32"))
+    model.save(f"{out}/model.keras")
+    capsys.readouterr()
+    assert cli.main(["evaluate", out, "--csv", iris_csv, "--predictions", predictions, "--refer-above", "0.5"]) == 0
+    assert "150 of 150 rows have non-finite predictions" in capsys.readouterr().out
+    rows = open(predictions).read().splitlines()[1:]
+    assert all(row.startswith(",") and row.endswith(",True") for row in rows)
+
+
+def test_fit_with_coverage_writes_conformal_intervals_that_cover(tmp_path, capsys):
+    data = load_diabetes()
+    csv = _write_csv(
+        tmp_path / "d.csv", [f"f{i}" for i in range(10)] + ["y"], np.column_stack([data.data, data.target]).tolist()
+    )
+    out = str(tmp_path / "model")
+    args = ["fit", "--csv", csv, "--target", "y", "--task", "regression", "--method", "mc_dropout", "--epochs", "20"]
+    assert cli.main(args + ["--coverage", "0.9", "--output", out, "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "calibration" in printed and "conformal_coverage" in printed
+    predictions = str(tmp_path / "pred.csv")
+    assert cli.main(["evaluate", out, "--csv", csv, "--predictions", predictions]) == 0
+    header, *rows = open(predictions).read().splitlines()
+    assert header == "mean,std,epistemic_std,lower,upper"
+    values = np.array([[float(v) for v in row.split(",")] for row in rows])
+    covered = np.mean((values[:, 3] <= data.target) & (data.target <= values[:, 4]))
+    # 442 rows, most of them training rows: coverage at least near the promise (binomial s.e. ~1.4 points).
+    assert covered > 0.85
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--csv", csv, "--target", "y", "--task", "regression", "--coverage", "1.5"])
+    assert "--coverage must be in (0, 1)" in capsys.readouterr().err
+
+
+def test_fit_with_ivon_saves_the_learned_posterior(iris_csv, tmp_path, capsys):
+    import json
+
+    out = str(tmp_path / "model")
+    args = ["fit", "--csv", iris_csv, "--target", "species", "--task", "classification", "--method", "ivon"]
+    assert cli.main(args + ["--epochs", "30", "--output", out, "--quiet"]) == 0
+    assert json.load(open(f"{out}/posterior.json"))["class"] == "tfp_uq>IVONPosterior"
+    assert cli.main(["evaluate", out, "--csv", iris_csv]) == 0
+    accuracy = float(capsys.readouterr().out.split("accuracy")[-1].split()[0])
+    assert accuracy > 0.8

@@ -138,3 +138,37 @@ def test_hmc_posterior_exports(tmp_path):
     np.testing.assert_allclose(outputs["mean"], expected.mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(outputs["epistemic_std"] ** 2, expected.epistemic_variance, rtol=1e-3, atol=1e-8)
     np.testing.assert_allclose(outputs["total_std"] ** 2, expected.variance, rtol=1e-3)
+
+
+def test_exported_decisions_fail_safe_on_nonfinite_rows(tmp_path):
+    model = keras.Sequential(
+        [keras.Input((4,)), layers.DenseFlipout(3, activation="softmax", seed=2, posterior_scale_init=0.3)]
+    )
+    path = tfp_uq.export(model, tmp_path / "export", num_samples=8, threshold=0.01, seed=1)
+    x = X.copy()
+    x[1, 2], x[4, 0] = np.nan, -np.inf
+    outputs = {k: np.asarray(v) for k, v in _serve_in_fresh_process(path, x, tmp_path)["outputs"].items()}
+    assert list(outputs["predicted_class"][[1, 4]]) == [-1, -1]
+    assert outputs["refer"][[1, 4]].all() and np.isnan(outputs["probs"][[1, 4]]).all()
+    finite = [0, 2, 3, 5, 6]
+    assert (outputs["predicted_class"][finite] >= 0).all() and np.isfinite(outputs["probs"][finite]).all()
+    # A model whose weights diverged: every row is referred, none gets a class.
+    model.layers[0].kernel.assign(np.full((4, 3), np.nan, "float32"))
+    path = tfp_uq.export(model, tmp_path / "diverged", num_samples=4, threshold=0.5, seed=1)
+    outputs = {k: np.asarray(v) for k, v in _serve_in_fresh_process(path, X, tmp_path)["outputs"].items()}
+    assert outputs["refer"].all() and (outputs["predicted_class"] == -1).all()
+
+
+@pytest.mark.slow
+def test_a_short_soak_of_concurrent_requests_stays_correct_and_flat_in_memory(tmp_path):
+    soak = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "export_soak.py")
+    completed = subprocess.run(
+        [sys.executable, soak, "--make-example", str(tmp_path / "export"), "--threads", "4", "--requests", "100",
+         "--max-batch", "8", "--warmup", "30"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["failures"] == 0 and not report["tfp_uq_imported"]
+    assert report["requests"] == 400 and report["p99_ms"] >= report["p50_ms"] > 0
+    assert report["rss_growth"] < 0.05, report

@@ -39,7 +39,13 @@ def _standardised(num_train, num_test, seed=0):
     x_std[x_std == 0] = 1.0  # as benchmarks/uci.py does
     y_mean, y_std = y[:num_train].mean(0), y[:num_train].std(0)
     x = ((x - x_mean) / x_std).astype("float32")
-    return x[:num_train], ((y[:num_train] - y_mean) / y_std).astype("float32"), x[num_train:], y[num_train:], (y_mean, y_std)
+    return (
+        x[:num_train],
+        ((y[:num_train] - y_mean) / y_std).astype("float32"),
+        x[num_train:],
+        y[num_train:],
+        (y_mean, y_std),
+    )
 
 
 def _fit(method, epochs, data, seed=0):

@@ -57,3 +57,35 @@ def test_bad_monitor_input_raises():
         UncertaintyMonitor().fit([0.1])
     with pytest.raises(ValueError, match="ks_alpha"):
         UncertaintyMonitor(ks_alpha=2.0)
+
+
+def test_monitor_counts_and_flags_nonfinite_scores_and_reads_prediction_results():
+    monitor = UncertaintyMonitor().fit(np.linspace(0.0, 1.0, 200))
+    report = monitor.score(np.concatenate([np.linspace(0.0, 1.0, 50), [np.nan, np.inf]]))
+    assert report["num_nonfinite"] == 2 and report["drift"]
+    clean = monitor.score(np.linspace(0.0, 1.0, 50))
+    assert clean["num_nonfinite"] == 0 and not clean["drift"]
+    assert monitor.score([np.nan, np.nan, 0.5])["drift"]
+    result = tfp_uq.PredictionResult(
+        task="regression", mean=np.zeros((3, 2)), num_samples=1, variance=np.array([[1.0, 4.0], [0.25, 0.0], [0, 0]])
+    )
+    by_std = UncertaintyMonitor(score="std").fit(result)
+    np.testing.assert_allclose(by_std.reference, [0.0, 0.5, 2.0])
+    with pytest.raises(ValueError, match="score"):
+        UncertaintyMonitor(score="mutual_information").fit(result)
+
+
+def test_coverage_check_flags_a_broken_conformal_promise():
+    rng = np.random.default_rng(0)
+    calibrator = tfp_uq.conformal.ConformalCalibrator(None, "absolute", 0.9, [[1.645]], num_calibration=[999])
+    mean = np.zeros((400, 1))
+    result = calibrator.apply(
+        tfp_uq.PredictionResult(task="regression", mean=mean, num_samples=1, variance=np.ones((400, 1)))
+    )
+    monitor = UncertaintyMonitor()
+    kept = monitor.check_coverage(result, rng.normal(size=(400, 1)), calibrator=calibrator, window=200)
+    assert abs(kept["coverage"] - 0.9) < 0.05 and not kept["broken"]
+    drifted = monitor.check_coverage(result, 2.0 * rng.normal(size=(400, 1)), calibrator=calibrator, window=200)
+    assert drifted["coverage"] < 0.7 and drifted["broken"]
+    with pytest.raises(ValueError, match="intervals or sets"):
+        monitor.check_coverage(tfp_uq.PredictionResult(task="regression", mean=mean, num_samples=1), mean, coverage=0.9)

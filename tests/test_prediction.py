@@ -95,7 +95,7 @@ def test_output_task_looks_inside_wrappers_nested_models_and_keras_ops():
     inputs = keras.Input((4,))
     op_made = keras.Model(inputs, keras.ops.sigmoid(layers.DenseFlipout(1, seed=1)(inputs)))
     for model in (wrapped, nested, op_made):
-        assert tfp_uq.prediction.output_task(model) == "classification"
+        assert tfp_uq.task.output_task(model) == "classification"
         assert tfp_uq.predict(model, X, num_samples=4).task == "classification"
 
 
@@ -269,3 +269,89 @@ def test_model_with_several_outputs_gets_one_result_per_output_from_shared_sampl
     np.testing.assert_allclose(as_list[1].mean, results["value"].mean, rtol=1e-6)
     with pytest.raises(ValueError, match="one output"):
         tfp_uq.export(model, tmp_path / "export")
+
+
+def test_concurrent_seeded_predictions_equal_sequential_ones_and_leave_layer_state_alone(linear_model):
+    import threading
+
+    state = linear_model.layers[0].seed_generator.state.numpy()
+    seeds = list(range(20))
+    expected = {s: tfp_uq.predict(linear_model, X, num_samples=8, seed=s, return_samples=True).samples for s in seeds}
+    results, errors = {}, []
+
+    def worker(thread):
+        try:
+            for s in seeds:
+                results[(thread, s)] = tfp_uq.predict(linear_model, X, num_samples=8, seed=s, return_samples=True)
+        except Exception as error:  # noqa: BLE001 (reported below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for (_, s), result in results.items():
+        np.testing.assert_array_equal(result.samples, expected[s])
+    np.testing.assert_array_equal(linear_model.layers[0].seed_generator.state.numpy(), state)
+
+
+def test_unseeded_predictions_advance_each_layers_stream_once_per_call(linear_model):
+    generator = linear_model.layers[0].seed_generator
+    before = generator.state.numpy().copy()
+    first = tfp_uq.predict(linear_model, X, num_samples=4, return_samples=True)
+    np.testing.assert_array_equal(generator.state.numpy(), before + [0, 1])
+    second = tfp_uq.predict(linear_model, X, num_samples=4, return_samples=True)
+    assert not np.allclose(first.samples, second.samples)
+    generator.state.assign(before)  # the same state gives the same draws
+    np.testing.assert_array_equal(
+        tfp_uq.predict(linear_model, X, num_samples=4, return_samples=True).samples, first.samples
+    )
+
+
+def test_nonfinite_inputs_raise_naming_the_rows_or_are_referred_with_nan_summaries(linear_model):
+    x = X.copy()
+    x[3, 1], x[17, 0] = np.nan, np.inf
+    with pytest.raises(ValueError, match=r"rows 3, 17 \(2 of 40\).*on_nonfinite"):
+        tfp_uq.predict(linear_model, x, num_samples=8, seed=0)
+    referred = tfp_uq.predict(linear_model, x, num_samples=8, seed=0, task="regression", on_nonfinite="refer")
+    clean = tfp_uq.predict(linear_model, X, num_samples=8, seed=0, task="regression")
+    np.testing.assert_array_equal(np.flatnonzero(referred.nonfinite), [3, 17])
+    assert np.all(np.isnan(referred.mean[[3, 17]])) and np.all(np.isnan(referred.variance[[3, 17]]))
+    others = ~referred.nonfinite
+    np.testing.assert_allclose(referred.mean[others], clean.mean[others], rtol=1e-6)
+    assert not clean.nonfinite.any()
+    every = np.full_like(X, np.nan)
+    assert tfp_uq.predict(linear_model, every, num_samples=4, seed=0, on_nonfinite="refer").nonfinite.all()
+    ignored = tfp_uq.predict(linear_model, x, num_samples=4, seed=0, task="regression", on_nonfinite="ignore")
+    assert ignored.nonfinite[[3, 17]].all() and np.isnan(ignored.mean[3]).any()
+    with pytest.raises(ValueError, match="on_nonfinite"):
+        tfp_uq.predict(linear_model, X, on_nonfinite="skip")
+
+
+def test_nonfinite_classifier_rows_refer_with_no_class():
+    model = keras.Sequential([keras.Input((4,)), layers.DenseFlipout(3, activation="softmax", seed=1)])
+    x = X[:5].copy()
+    x[2] = np.nan
+    result = tfp_uq.predict(model, x, num_samples=6, seed=0, on_nonfinite="refer")
+    assert result.predicted_class[2] == -1 and np.isnan(result.mutual_information[2])
+    assert tfp_uq.selective.should_refer(result.mutual_information, 0.5)[2]
+    assert (result.predicted_class[[0, 1, 3, 4]] >= 0).all()
+
+
+def test_nan_in_a_dict_input_of_a_multi_input_model_is_found(linear_model):
+    first, second = keras.Input((1,), name="first"), keras.Input((3,), name="second")
+    model = keras.Model([first, second], linear_model.layers[0](keras.layers.Concatenate()([first, second])))
+    tail = X[:, 1:].copy()
+    tail[9, 2] = np.nan
+    with pytest.raises(ValueError, match=r"row 9 \(1 of 40\)"):
+        tfp_uq.predict(model, {"first": X[:, :1], "second": tail}, num_samples=4, seed=0)
+
+
+def test_a_model_with_a_nan_weight_is_reported_as_diverged():
+    model = keras.Sequential([keras.Input((4,)), layers.DenseReparameterization(2, seed=1)])
+    model.layers[0].kernel.assign(np.full((4, 2), np.nan, "float32"))
+    with pytest.raises(ValueError, match="outputs are not finite.*diverged"):
+        tfp_uq.predict(model, X, num_samples=4, seed=0)
+    assert tfp_uq.predict(model, X, num_samples=4, seed=0, on_nonfinite="refer").nonfinite.all()

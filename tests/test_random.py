@@ -122,3 +122,33 @@ def test_draw_dtype(dtype):
     assert set(np.unique(signs.numpy().astype("float32"))) <= {-1.0, 1.0}
     assert _random.normal((5, 3), SEED, dtype).dtype == dtype
     assert _random.uniform((5, 3), SEED, dtype).dtype == dtype
+
+
+def test_named_sub_streams_never_collide_for_any_number_of_weights():
+    numbers = [
+        _random.stream(purpose, weight)
+        for weight in range(500)
+        for purpose in (
+            _random.Stream.WEIGHT,
+            _random.Stream.KL_SAMPLE,
+            _random.Stream.FLIP_INPUT,
+            _random.Stream.FLIP_OUTPUT,
+            _random.Stream.LOCAL_NOISE,
+            _random.Stream.MASK,
+        )
+    ]
+    assert len(set(numbers)) == len(numbers)
+    # Distinct numbers give distinct seed words (the stride is odd, so it is invertible mod 2^32).
+    words = {(int(SEED.numpy()[0]) + n * _random._SUBSTREAM_STRIDE) % 2**32 for n in numbers}
+    assert len(words) == len(numbers)
+    with pytest.raises(ValueError, match="sub-stream"):
+        _random.stream(_random.Stream.SIZE, 0)
+
+
+def test_folded_seeds_differ_per_value_and_repeat_per_value():
+    folded = [tuple(_random.fold_in(SEED, i).numpy()) for i in range(200)]
+    assert len(set(folded)) == 200
+    assert tuple(_random.fold_in(SEED, 7).numpy()) == folded[7]
+    # Layer seeds folded from one base never repeat each other's offset sub-streams.
+    offsets = {(int(words[0]) + n * _random._SUBSTREAM_STRIDE) % 2**32 for words in folded for n in range(16)}
+    assert len(offsets) == 200 * 16

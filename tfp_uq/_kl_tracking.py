@@ -13,9 +13,7 @@ import weakref
 
 import keras
 
-_TRACKERS = weakref.WeakKeyDictionary()
-# PosteriorStd metric -> weak references to the layers whose scales it averages.
-_SCALE_LAYERS = weakref.WeakKeyDictionary()
+from tfp_uq import _caches, _keras_compat
 
 
 class KLTracker(keras.metrics.Metric):
@@ -60,11 +58,11 @@ class PosteriorStd(keras.metrics.Metric):
 
     def result(self):
         total, count = 0.0, 0
-        for reference in _SCALE_LAYERS.get(self, ()):
+        for reference in _caches.posterior_std_layers.get(self, ()):
             layer = reference()
             if layer is None:
                 continue
-            for name in layer._posteriors:
+            for name in layer.posteriors:
                 scale = layer.posterior_scale(name)
                 total = total + keras.ops.sum(scale)
                 count += math.prod(scale.shape)
@@ -72,11 +70,6 @@ class PosteriorStd(keras.metrics.Metric):
 
     def reset_state(self):
         pass
-
-
-def tracker_of(layer):
-    """The tracker that `layer` feeds, or None."""
-    return _TRACKERS.get(layer)
 
 
 def _new_metric(model, factory):
@@ -88,16 +81,12 @@ def _new_metric(model, factory):
         return factory()
 
 
-def _set_metric(model, attribute, metric):
-    """Sets `model.<attribute> = metric`, so Keras tracks and reports it."""
-    locked = model._tracker.locked
-    if locked:  # a built subclassed model: adding a metric is allowed here
-        model._tracker.unlock()
-    try:
-        setattr(model, attribute, metric)
-    finally:
-        if locked:
-            model._lock_state()
+def report(layer, value):
+    """Adds a layer's weighted KL term of this step to the tracker it feeds, if any."""
+    tracker = _caches.kl_trackers.get(layer)
+    # JAX's stateless train step cannot update a metric from a layer call.
+    if tracker is not None and keras.backend.backend() != "jax":
+        tracker.update_state(value)
 
 
 def attach(model, layers):
@@ -106,15 +95,17 @@ def attach(model, layers):
     if tracker is not None and tracker.num_layers == len(layers):
         return False
     tracker = _new_metric(model, lambda: KLTracker(len(layers)))
-    _set_metric(model, "_tfp_uq_kl_tracker", tracker)
+    with _keras_compat.state_unlocked(model):  # a built subclassed model
+        model._tfp_uq_kl_tracker = tracker
     for layer in layers:
-        _TRACKERS[layer] = tracker
+        _caches.kl_trackers[layer] = tracker
     with_scales = [layer for layer in layers if hasattr(layer, "posterior_scale")]
     # JAX's stateless metrics cannot read the layers' variables inside the step.
     if with_scales and keras.backend.backend() != "jax":
         posterior_std = _new_metric(model, PosteriorStd)
-        _SCALE_LAYERS[posterior_std] = [weakref.ref(layer) for layer in with_scales]
-        _set_metric(model, "_tfp_uq_posterior_std", posterior_std)
+        _caches.posterior_std_layers[posterior_std] = [weakref.ref(layer) for layer in with_scales]
+        with _keras_compat.state_unlocked(model):
+            model._tfp_uq_posterior_std = posterior_std
     # Compiled steps traced before this point do not update the tracker.
     for attribute in ("train_function", "test_function"):
         if getattr(model, attribute, None) is not None:

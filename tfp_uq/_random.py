@@ -30,9 +30,35 @@ import math
 import keras
 from keras import ops
 
-# Offset between the sub-streams of one seed: a large prime, so that the
-# sub-streams of two layers collide only if their seeds differ by a multiple.
+from tfp_uq import _caches
+
+# Offset between the sub-streams of one seed: a large odd number, so that
+# distinct sub-stream numbers below 2^32 give distinct 32-bit seed words.
 _SUBSTREAM_STRIDE = 1_000_003
+
+
+class Stream:
+    """Named sub-streams of one layer call's seed (see `stream`).
+
+    Each weight k of a layer has its own block of `SIZE` numbers, so no two
+    (purpose, weight) pairs share a sub-stream, whatever the number of weights.
+    """
+
+    WEIGHT = 0  # weight k's draw: sample, perturbation, or the samples of vectorised prediction
+    KL_SAMPLE = 1  # weight k's extra draw for a Monte Carlo KL estimate
+    FLIP_INPUT = 2  # Flipout's input signs
+    FLIP_OUTPUT = 3  # Flipout's output signs
+    LOCAL_NOISE = 4  # local reparameterization's pre-activation noise
+    MASK = 5  # dropout masks
+    SIZE = 8  # numbers per weight; purposes above stay below it
+
+
+def stream(purpose, weight=0):
+    """The sub-stream number of `purpose` (a `Stream` constant) for weight index `weight`."""
+    if not 0 <= purpose < Stream.SIZE or weight < 0:
+        raise ValueError(f"no sub-stream for purpose {purpose} and weight {weight}")
+    return weight * Stream.SIZE + purpose
+
 
 # The xxHash32 primes that an 8-byte message uses (PRIME32_1 only serves longer ones).
 _PRIME2, _PRIME3, _PRIME4, _PRIME5 = 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1
@@ -43,19 +69,45 @@ _BIT_INDEX = tuple(range(32))
 # The most elements one draw can have (its element index is an int32).
 MAX_DRAW_SIZE = 2**31 - 1
 
-_COMPILED = {}
-
 
 def _is_tensorflow():
     return keras.backend.backend() == "tensorflow"
 
 
 def substream(seed, index):
-    """Returns the seed of sub-stream `index` of a `[2]`-shaped seed tensor."""
+    """Returns the seed of sub-stream `index` (see `stream`) of a `[2]`-shaped seed tensor."""
     if index == 0:
         return seed
     offset = ops.convert_to_tensor([index * _SUBSTREAM_STRIDE, 0], dtype=seed.dtype)
     return seed + offset
+
+
+def call_seed(seed, call):
+    """The `[2]` seed (NumPy int64) of compiled call number `call` of a prediction seeded with integer `seed`."""
+    import numpy as np
+
+    word = int(np.random.SeedSequence(seed % 2**64).generate_state(1)[0]) & 0x7FFFFFFF
+    return np.array([word, call], dtype="int64")
+
+
+def fold_in(seed, value):
+    """A new `[2]` seed hashed from `seed` and the integer `value`: independent streams per value.
+
+    Unlike `substream`, which offsets a seed (cheap, for the draws inside one
+    call), this mixes both words, so seeds folded from one base never repeat
+    each other's sub-streams. `tfp_uq.predict` gives each stochastic layer
+    `fold_in(call_seed, layer_index)`.
+    """
+    if not _is_tensorflow():
+        import jax
+
+        return jax.random.fold_in(ops.convert_to_tensor(seed, "uint32"), value)
+    import tensorflow as tf
+
+    words = tf.cast(tf.cast(seed, "int64"), "uint32")
+    first = xxh32(words[0], words[1], tf.constant(value % 2**32, "uint32"))
+    second = xxh32(words[1], words[0], tf.constant((value ^ 0x9E3779B9) % 2**32, "uint32"))
+    return tf.cast(tf.stack([first, second]), seed.dtype if seed.dtype == tf.int64 else "int64")
 
 
 def xxh32(word0, word1, seed):
@@ -170,9 +222,7 @@ def _draw(fn, shape, seed, dtype, training=None):
     shape = tf.stack([tf.cast(d, "int32") for d in shape]) if shape else tf.zeros([0], "int32")
     draw = _native.random(_NATIVE_NAMES[fn], shape, seed, training) if fn in _NATIVE_NAMES else None
     if draw is None:
-        compiled = _COMPILED.get(fn)
-        if compiled is None:
-            compiled = _COMPILED[fn] = tf.function(fn, jit_compile=True, autograph=False)
+        compiled = _caches.compiled(fn, "xla", lambda _: tf.function(fn, jit_compile=True, autograph=False))
         draw = compiled(shape, seed)
     draw = tf.cast(draw, dtype)
     # The compiled function takes its shape as a tensor: give the result back

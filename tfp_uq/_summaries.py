@@ -9,7 +9,8 @@ from keras import ops
 _EPS = 1e-12
 
 
-def _entropy(probs, axis=-1):
+def entropy(probs, axis=-1):
+    """Entropy in nats of probabilities over `axis`."""
     return -ops.sum(probs * ops.log(probs + _EPS), axis=axis)
 
 
@@ -35,8 +36,8 @@ def classification(samples, from_logits=False):
     """Probabilities, entropies, mutual information and variation ratio."""
     samples = class_probabilities(samples, from_logits)
     probs = ops.mean(samples, axis=0)
-    total = _entropy(probs)
-    expected = ops.mean(_entropy(samples), axis=0)
+    total = entropy(probs)
+    expected = ops.mean(entropy(samples), axis=0)
     num_samples, num_classes = samples.shape[0], samples.shape[-1]
     votes = ops.sum(ops.one_hot(ops.argmax(samples, axis=-1), num_classes, dtype=samples.dtype), axis=0)
     return {
@@ -65,3 +66,34 @@ def regression(samples, gaussian):
         "aleatoric_variance": aleatoric,
         "epistemic_variance": epistemic,
     }
+
+
+def summarise(samples, task, gaussian=False, from_logits=False, exact=None):
+    """The `PredictionResult` fields of one output's samples, by name (keras.ops).
+
+    Args:
+        samples: `(num_samples, batch, ...)` outputs.
+        task: "classification" or "regression".
+        gaussian: regression samples are `[loc, scale]` on the last axis.
+        from_logits: classification samples are logits.
+        exact: a posterior's closed-form fields that replace the Monte Carlo
+            ones (`tfp_uq.posterior.Posterior.exact_fields`), or None; the
+            entropies and mutual information follow replaced probabilities,
+            the total variance follows replaced parts.
+    """
+    exact = {} if exact is None else {key: ops.cast(value, samples.dtype) for key, value in exact.items()}
+    if task == "classification":
+        fields = classification(samples, from_logits)
+        if "probs" in exact:
+            fields["probs"] = exact["probs"]
+            fields["total_entropy"] = entropy(exact["probs"])
+            fields["mutual_information"] = ops.maximum(fields["total_entropy"] - fields["expected_entropy"], 0.0)
+        fields["mean"] = fields["probs"]
+        return fields
+    fields = regression(samples, gaussian)
+    fields.update({key: exact[key] for key in ("mean", "aleatoric_variance", "epistemic_variance") if key in exact})
+    if "variance" in exact:
+        fields["variance"] = exact["variance"]
+    elif {"aleatoric_variance", "epistemic_variance"} & set(exact):
+        fields["variance"] = fields["aleatoric_variance"] + fields["epistemic_variance"]
+    return fields

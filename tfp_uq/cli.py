@@ -24,22 +24,33 @@ def _evaluation(model, prep, x, y, num_samples, seed, output_dir=None, tag="vali
     import tfp_uq
     from tfp_uq import metrics
 
-    result = tfp_uq.predict(model, x, num_samples=num_samples, seed=seed, task=prep.task)
+    # A model whose outputs are not finite for some rows gets NaN there, and those rows are referred.
+    result = tfp_uq.predict(model, x, num_samples=num_samples, seed=seed, task=prep.task, on_nonfinite="refer")
     if y is None:
         return result, {}
+    ok = ~result.nonfinite
+    if not ok.all():
+        print(f"{int((~ok).sum())} of {len(ok)} rows have non-finite predictions (referred); metrics are of the rest")
+    if not ok.any():
+        return result, {}
+    y = np.asarray(y)[ok]
     if prep.task == "classification":
+        probs = result.probs[ok]
         table = {
-            "accuracy": metrics.accuracy(result.probs, y),
-            "nll": metrics.negative_log_likelihood(result.probs, y),
-            "ece": metrics.expected_calibration_error(result.probs, y),
-            "brier": metrics.brier_score(result.probs, y),
+            "accuracy": metrics.accuracy(probs, y),
+            "nll": metrics.negative_log_likelihood(probs, y),
+            "ece": metrics.expected_calibration_error(probs, y),
+            "brier": metrics.brier_score(probs, y),
         }
+        if result.prediction_set is not None:
+            table["conformal_coverage"] = metrics.set_coverage(result.prediction_set[ok], y)
+            table["conformal_set_size"] = metrics.mean_set_size(result.prediction_set[ok])
         if output_dir:
             tfp_uq.plots.reliability_diagram(
-                result.probs, y, title=f"Reliability ({tag})", path=os.path.join(output_dir, f"{tag}_reliability.png")
+                probs, y, title=f"Reliability ({tag})", path=os.path.join(output_dir, f"{tag}_reliability.png")
             )
     else:
-        mean, std = result.mean * prep.y_std + prep.y_mean, np.maximum(result.std, 1e-12) * prep.y_std
+        mean, std = result.mean[ok] * prep.y_std + prep.y_mean, np.maximum(result.std[ok], 1e-12) * prep.y_std
         target = y * prep.y_std + prep.y_mean
         table = {
             "rmse": metrics.rmse(target, mean),
@@ -48,6 +59,10 @@ def _evaluation(model, prep, x, y, num_samples, seed, output_dir=None, tag="vali
             "picp_95": metrics.picp(target, mean, std, 0.95),
             "interval_width_95": metrics.mean_interval_width(std, 0.95),
         }
+        if result.lower is not None:
+            lower, upper = result.lower[ok] * prep.y_std + prep.y_mean, result.upper[ok] * prep.y_std + prep.y_mean
+            table["conformal_coverage"] = metrics.interval_coverage(target, lower, upper)
+            table["conformal_width"] = metrics.mean_width(lower, upper)
         if output_dir:
             tfp_uq.plots.calibration_curve(
                 target, mean, std, title=f"Calibration ({tag})", path=os.path.join(output_dir, f"{tag}_calibration.png")
@@ -86,11 +101,16 @@ def _fit(args):
     order = np.random.default_rng(args.seed).permutation(len(x))
     num_val = max(1, int(round(args.val_fraction * len(x))))
     val, train = order[:num_val], order[num_val:]
+    calibration = train[:0]
+    if args.coverage is not None:  # conformal calibration on a held-out part of the training rows
+        num_cal = max(1, int(round(args.calibration_fraction * len(train))))
+        calibration, train = train[:num_cal], train[num_cal:]
     prep = _tabular.Preprocessing.fit(args.task, names, args.target, x[train], [y_cells[i] for i in train])
     y = prep.targets(y_cells, args.csv)
     outputs = len(prep.classes) if args.task == "classification" else 1
+    held = f", {len(calibration)} calibration" if len(calibration) else ""
     print(
-        f"{len(train)} training and {len(val)} validation rows, {len(names)} features, "
+        f"{len(train)} training{held} and {len(val)} validation rows, {len(names)} features, "
         f"task {args.task}, method {args.method}"
     )
     keras.utils.set_random_seed(args.seed)
@@ -115,6 +135,17 @@ def _fit(args):
         callbacks=[ELBOMonitor()],
     )
     os.makedirs(args.output, exist_ok=True)
+    if len(calibration):
+        from tfp_uq import conformal
+
+        model = conformal.calibrate(
+            model,
+            prep.inputs(x[calibration]),
+            y[calibration],
+            coverage=args.coverage,
+            num_samples=_recipes.num_predict_samples(args.method, args.samples),
+            seed=args.seed,
+        )
     _, table = _evaluation(
         model,
         prep,
@@ -125,23 +156,23 @@ def _fit(args):
         args.output,
     )
     _print_table("validation metrics", table)
-    model.save(os.path.join(args.output, MODEL_FILE))
+    from tfp_uq import posterior
+
+    posterior.save(model, args.output)
     prep.save(os.path.join(args.output, PREPROCESSING_FILE))
     print(f"\nsaved the model, its preprocessing and plots in {os.path.abspath(args.output)}")
 
 
 def _evaluate(args):
-    import keras
     import numpy as np
 
-    import tfp_uq  # noqa: F401  (registers the layers for loading)
-    from tfp_uq import _tabular
+    from tfp_uq import _tabular, posterior
 
     for name in (MODEL_FILE, PREPROCESSING_FILE):
         if not os.path.exists(os.path.join(args.model, name)):
             raise _tabular.DataError(f"{args.model}: not a folder written by 'tfp-uq fit' (no {name})")
     prep = _tabular.Preprocessing.load(os.path.join(args.model, PREPROCESSING_FILE))
-    model = keras.models.load_model(os.path.join(args.model, MODEL_FILE))
+    model = posterior.load(args.model)  # any kind of posterior 'tfp-uq fit' saved
     x, y_cells, _ = _tabular.features_and_target(args.csv, prep.target, prep.feature_names)
     y = None if y_cells is None else prep.targets(y_cells, args.csv)
     result, table = _evaluation(model, prep, prep.inputs(x), y, args.samples, args.seed)
@@ -152,7 +183,7 @@ def _evaluate(args):
     if args.predictions:
         if prep.task == "classification":
             columns = {
-                "predicted": [prep.classes[i] for i in result.predicted_class],
+                "predicted": [prep.classes[i] if i >= 0 else "" for i in result.predicted_class],
                 "confidence": result.probs.max(-1),
                 "entropy": result.total_entropy,
                 "mutual_information": result.mutual_information,
@@ -163,6 +194,18 @@ def _evaluate(args):
                 "std": np.sqrt(result.variance[:, 0]) * prep.y_std,
                 "epistemic_std": np.sqrt(result.epistemic_variance[:, 0]) * prep.y_std,
             }
+        if result.lower is not None:
+            columns["lower"] = result.lower[:, 0] * prep.y_std + prep.y_mean
+            columns["upper"] = result.upper[:, 0] * prep.y_std + prep.y_mean
+        if result.prediction_set is not None:
+            columns["prediction_set"] = [
+                "|".join(str(prep.classes[i]) for i in np.flatnonzero(row)) for row in result.prediction_set
+            ]
+        if args.refer_above is not None:
+            from tfp_uq import selective
+
+            score = columns["entropy"] if prep.task == "classification" else columns["std"]
+            columns["refer"] = selective.should_refer(score, args.refer_above)
         with open(args.predictions, "w") as handle:
             handle.write(",".join(columns) + "\n")
             for row in zip(*columns.values()):
@@ -211,6 +254,19 @@ def build_parser():
     )
     fit.add_argument("--hidden", type=int, nargs="+", default=[50], help="hidden layer sizes (default: 50)")
     fit.add_argument("--val-fraction", type=float, default=0.2)
+    fit.add_argument(
+        "--coverage",
+        type=float,
+        default=None,
+        help="calibrate conformal intervals (regression) or prediction sets (classification) with this coverage, "
+        "e.g. 0.9, on a held-out part of the training rows; 'evaluate --predictions' then writes them",
+    )
+    fit.add_argument(
+        "--calibration-fraction",
+        type=float,
+        default=0.2,
+        help="the part of the training rows held out for --coverage (default: 0.2)",
+    )
     fit.add_argument("--samples", type=int, default=100, help="Monte Carlo samples for evaluation")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--quiet", action="store_true", help="no per-epoch progress")
@@ -227,6 +283,13 @@ def build_parser():
     evaluate.add_argument("--samples", type=int, default=100)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--predictions", help="write per-row predictions to this CSV")
+    evaluate.add_argument(
+        "--refer-above",
+        type=float,
+        default=None,
+        help="add a 'refer' column: True where the predictive entropy (classification) or std (regression, "
+        "target units) is above this, or not finite",
+    )
     evaluate.set_defaults(run=_evaluate)
 
     native = commands.add_parser(
@@ -251,8 +314,10 @@ def main(argv=None):
     learning_rate = getattr(args, "learning_rate", None)
     if learning_rate is not None and not (math.isfinite(learning_rate) and learning_rate > 0):
         parser.error("--learning-rate must be a positive number")
-    if getattr(args, "val_fraction", 0.5) is not None and not 0 < getattr(args, "val_fraction", 0.5) < 1:
-        parser.error("--val-fraction must be in (0, 1)")
+    for option in ("val_fraction", "coverage", "calibration_fraction"):
+        value = getattr(args, option, None)
+        if value is not None and not 0 < value < 1:
+            parser.error(f"--{option.replace('_', '-')} must be in (0, 1)")
     from tfp_uq._tabular import DataError
 
     try:

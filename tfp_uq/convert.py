@@ -3,9 +3,10 @@
 import keras
 import numpy as np
 
-from tfp_uq import _validation, priors
+from tfp_uq import _keras_compat, _parameterization, _validation, priors
 from tfp_uq.elbo import set_kl_weight
-from tfp_uq.layers import _estimators, conv, dense, dropout
+from tfp_uq.layers import _linear, conv, dense, dropout
+from tfp_uq.layers._base import BayesianLayer
 from tfp_uq.layers.lora import BayesianLoRA
 
 __all__ = ["bayesianize"]
@@ -27,7 +28,7 @@ _CONV = {
 }
 _CONV_TYPES = {keras.layers.Conv1D: 1, keras.layers.Conv2D: 2, keras.layers.Conv3D: 3}
 # Options of the Keras layers that the Bayesian layers do not carry over, and why.
-_UNSUPPORTED = {**_estimators.REPLACED_OPTIONS, "activity_regularizer": "bayesianize does not carry it over"}
+_UNSUPPORTED = {**_linear.REPLACED_OPTIONS, "activity_regularizer": "bayesianize does not carry it over"}
 
 
 def _is_convertible(layer, method):
@@ -77,8 +78,8 @@ def _moped_rho(weight, delta, scale_init):
     if delta is None:
         scale = np.full_like(weight, scale_init)
     else:
-        scale = np.maximum(delta * np.abs(weight), 2 * priors.SCALE_FLOOR)
-    return priors.softplus_inverse(scale - priors.SCALE_FLOOR).astype(weight.dtype)
+        scale = np.maximum(delta * np.abs(weight), 2 * _parameterization.SCALE_FLOOR)
+    return _parameterization.raw_scale(scale).astype(weight.dtype)
 
 
 def bayesianize(
@@ -158,7 +159,7 @@ def bayesianize(
 
     chosen = [
         layer
-        for layer in model._flatten_layers(include_self=False)
+        for layer in _keras_compat.walk_layers(model, include_self=False)
         if _is_convertible(layer, method) and (layer_filter is None or layer_filter(layer))
     ]
     if not chosen:
@@ -223,11 +224,11 @@ def _copy_weights(original, converted, chosen_ids, delta, scale_init):
     for path, old in _leaves(original).items():
         new = new_layers[path]
         weights = old.get_weights()
-        if id(old) not in chosen_ids or not hasattr(new, "_posteriors"):
+        if id(old) not in chosen_ids or not isinstance(new, BayesianLayer):
             new.set_weights(weights)  # kept layers, and the layers MC dropout wraps
             continue
         new.kernel.assign(weights[0])
-        new._posteriors["kernel"][1].assign(_moped_rho(weights[0], delta, scale_init))
+        new.posteriors["kernel"].rho.assign(_moped_rho(weights[0], delta, scale_init))
         if old.use_bias:
             new.bias.assign(weights[1])
-            new._posteriors["bias"][1].assign(_moped_rho(weights[1], delta, scale_init))
+            new.posteriors["bias"].rho.assign(_moped_rho(weights[1], delta, scale_init))

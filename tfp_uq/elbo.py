@@ -2,8 +2,8 @@
 
 import keras
 
-from tfp_uq import _kl_tracking, _validation
-from tfp_uq.layers._base import VariationalLayer
+from tfp_uq import _keras_compat, _kl_tracking, _validation
+from tfp_uq.layers._base import StochasticLayer, VariationalLayer
 
 __all__ = ["bayesian_layers", "set_kl_weight", "set_deterministic"]
 
@@ -20,7 +20,9 @@ def bayesian_layers(model):
         raise TypeError(f"model must be a Keras model or layer, got {type(model).__name__}")
     if isinstance(model, VariationalLayer):
         return [model]
-    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, VariationalLayer)]
+    return [
+        layer for layer in _keras_compat.walk_layers(model, include_self=False) if isinstance(layer, VariationalLayer)
+    ]
 
 
 def set_kl_weight(model, kl_weight=None, *, num_examples=None):
@@ -75,8 +77,8 @@ def set_deterministic(model, deterministic=True):
     >>> tfp_uq.set_deterministic(model, False)     # back to sampling
     """
     _validation.boolean("deterministic", deterministic)
-    for layer in model._flatten_layers(include_self=True):
-        if hasattr(layer, "deterministic"):
+    for layer in _keras_compat.walk_layers(model):
+        if isinstance(layer, StochasticLayer):
             layer.deterministic = deterministic
     for attribute in ("train_function", "test_function", "predict_function"):
         if hasattr(model, attribute):

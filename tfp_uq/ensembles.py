@@ -5,9 +5,10 @@ import inspect
 import keras
 from keras import ops
 
-from tfp_uq import _validation
+from tfp_uq import _validation, task
+from tfp_uq.posterior import Posterior
 
-__all__ = ["DeepEnsemble"]
+__all__ = ["DeepEnsemble", "EnsemblePosterior"]
 
 
 def _takes_an_argument(function):
@@ -75,9 +76,9 @@ class DeepEnsemble(keras.Model):
     def call(self, inputs, training=None):
         return ops.stack([member(inputs, training=training) for member in self.members], axis=1)
 
-    def sample_outputs(self, inputs):
-        """Members' outputs as Monte Carlo samples, `(num_members, batch, ...)`."""
-        return ops.moveaxis(self(inputs, training=False), 1, 0)
+    def as_posterior(self):
+        """The ensemble as a `tfp_uq.posterior.Posterior`: its members are the samples."""
+        return EnsemblePosterior(self)
 
     def _per_member(self, value):
         shape = tuple(ops.shape(value))
@@ -103,3 +104,44 @@ class DeepEnsemble(keras.Model):
         config = dict(config)
         members = [keras.saving.deserialize_keras_object(member) for member in config.pop("members")]
         return cls(members=members, **config)
+
+
+@keras.saving.register_keras_serializable(package="tfp_uq")
+class EnsemblePosterior(Posterior):
+    """A `DeepEnsemble`'s predictive: each member's output is one Monte Carlo sample.
+
+    The number of samples is the number of members, whatever is asked; the
+    members' structure (inputs, output layers) and the ensemble's compiled
+    loss feed the task rule.
+    """
+
+    random_samples = False
+
+    def __init__(self, ensemble):
+        if not isinstance(ensemble, DeepEnsemble):
+            raise TypeError(f"ensemble must be a DeepEnsemble, got {type(ensemble).__name__}")
+        super().__init__(ensemble)
+
+    @property
+    def cache_owner(self):
+        return self.model
+
+    def resolve_num_samples(self, requested):
+        return self.model.num_members
+
+    def resolve_from_logits(self, from_logits):
+        return task.resolve_from_logits(self.model, from_logits)
+
+    def output_kinds(self, count):
+        return task.output_kinds(self.model.members[0], count, compiled_model=self.model)
+
+    @property
+    def input_tensors(self):
+        try:
+            return self.model.members[0].inputs or None
+        except (AttributeError, ValueError):
+            return None
+
+    def sample_outputs(self, inputs, num_samples, seed):
+        del num_samples, seed  # the members are the samples
+        return ops.moveaxis(self.model(inputs, training=False), 1, 0)

@@ -131,3 +131,75 @@ def uncertainty_histogram(in_distribution, out_of_distribution, score_name="unce
     axes.set(xlabel=score_name, ylabel="density", title=title or f"{score_name}: OOD AUROC = {auroc:.3f}")
     axes.legend(loc="best")
     return _finish(figure, path)
+
+
+def coverage_vs_nominal(nominal, observed, num_test=None, labels=None, title="Coverage vs nominal", path=None):
+    """Observed coverage of intervals or sets against the promised levels.
+
+    Args:
+        nominal: the promised coverages, shape (L,).
+        observed: the coverages measured on test data, shape (L,), or
+            (M, L) for M methods.
+        num_test: test inputs behind each observed coverage: draws a 95%
+            binomial band, nominal +- 1.96 sqrt(c (1 - c) / num_test),
+            where a calibrated method's points fall.
+        labels: one legend label per method.
+    """
+    from tfp_uq import _validation
+
+    nominal = np.asarray(nominal, dtype="float64").ravel()
+    observed = np.atleast_2d(np.asarray(observed, dtype="float64"))
+    if observed.shape[1] != nominal.size:
+        raise ValueError(
+            f"observed must have {nominal.size} coverages per method to match nominal, got {observed.shape}"
+        )
+    labels = labels or [None] * len(observed)
+    if len(labels) != len(observed):
+        raise ValueError(f"labels must have one entry per method ({len(observed)}), got {len(labels)}")
+    figure = _figure()
+    axes = figure.subplots()
+    lo, hi = min(nominal.min(), observed.min()), max(nominal.max(), observed.max())
+    margin = 0.05 * max(hi - lo, 0.01)
+    axes.plot([lo - margin, hi + margin], [lo - margin, hi + margin], "k--", label="promised")
+    if num_test is not None:
+        grid = np.linspace(lo - margin, hi + margin, 100).clip(1e-6, 1 - 1e-6)
+        band = 1.96 * np.sqrt(grid * (1 - grid) / _validation.positive_int("num_test", num_test))
+        axes.fill_between(
+            grid, grid - band, grid + band, color="gray", alpha=0.25, label=f"95% band, {num_test} inputs"
+        )
+    for row, label in zip(observed, labels):
+        axes.plot(nominal, row, "o-", label=label)
+    axes.set(xlabel="nominal coverage", ylabel="observed coverage", title=title)
+    axes.legend(loc="upper left")
+    return _finish(figure, path)
+
+
+def interval_width_histogram(lower, upper, title="Interval widths", path=None):
+    """Histogram of the widths upper - lower, with their mean (finite intervals only)."""
+    widths = np.asarray(upper, dtype="float64").ravel() - np.asarray(lower, dtype="float64").ravel()
+    finite = widths[np.isfinite(widths)]
+    if finite.size == 0:
+        raise ValueError("lower and upper must give at least one finite interval")
+    figure = _figure()
+    axes = figure.subplots()
+    axes.hist(finite, bins=30, color="tab:blue", edgecolor="black")
+    axes.axvline(finite.mean(), color="tab:red", label=f"mean width = {finite.mean():.3g}")
+    unbounded = widths.size - finite.size
+    axes.set(xlabel="interval width", ylabel="inputs", title=title + (f" ({unbounded} unbounded)" if unbounded else ""))
+    axes.legend(loc="upper right")
+    return _finish(figure, path)
+
+
+def set_size_histogram(prediction_set, title="Prediction set sizes", path=None):
+    """Bar chart of how many inputs got sets of each size (0 to the number of classes)."""
+    sizes = np.sum(np.asarray(prediction_set, dtype=bool), axis=-1).ravel()
+    num_classes = np.shape(prediction_set)[-1]
+    counts = np.bincount(sizes, minlength=num_classes + 1)
+    figure = _figure()
+    axes = figure.subplots()
+    axes.bar(
+        np.arange(num_classes + 1), counts, color="tab:blue", edgecolor="black", label=f"mean size = {sizes.mean():.2f}"
+    )
+    axes.set(xlabel="set size (classes)", ylabel="inputs", title=title, xticks=np.arange(num_classes + 1))
+    axes.legend(loc="upper right")
+    return _finish(figure, path)

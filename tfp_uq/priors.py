@@ -28,9 +28,10 @@ from keras import ops
 
 from tfp_uq import _validation
 
+# Re-exported: the parameterisation of scales used to live here.
+from tfp_uq._parameterization import SCALE_FLOOR, positive_scale, raw_scale, softplus_inverse  # noqa: F401
+
 __all__ = [
-    "softplus_inverse",
-    "positive_scale",
     "normal_log_prob",
     "normal_kl",
     "Prior",
@@ -44,19 +45,6 @@ __all__ = [
 
 
 _LOG_2PI = math.log(2.0 * math.pi)
-# Positive scales are softplus(raw) + _SCALE_FLOOR, so they never reach zero.
-SCALE_FLOOR = 1e-6
-
-
-def softplus_inverse(value):
-    """Returns `raw` with `softplus(raw) == value` (a NumPy float)."""
-    value = np.asarray(value, dtype="float64")
-    return value + np.log(-np.expm1(-value))
-
-
-def positive_scale(raw):
-    """Maps an unconstrained tensor to a positive scale: softplus with a floor."""
-    return ops.softplus(raw) + SCALE_FLOOR
 
 
 def normal_log_prob(value, loc, scale):
@@ -239,7 +227,7 @@ class HierarchicalNormal(Prior):
         raw = layer.add_weight(
             name=f"{name}_prior_scale",
             shape=self._scale_shape(shape),
-            initializer=keras.initializers.Constant(float(softplus_inverse(self.initial_scale - SCALE_FLOOR))),
+            initializer=keras.initializers.Constant(float(raw_scale(self.initial_scale))),
         )
         return {"scale": raw}
 

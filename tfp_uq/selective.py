@@ -14,9 +14,10 @@ def _scores_and_losses(uncertainty, losses):
         raise ValueError(
             f"uncertainty and losses must be non-empty and of one length, got {uncertainty.shape} and {losses.shape}"
         )
-    if not (np.all(np.isfinite(uncertainty)) and np.all(np.isfinite(losses))):
-        raise ValueError("uncertainty and losses must be finite")
-    return uncertainty, losses
+    if not np.all(np.isfinite(losses)):
+        raise ValueError("losses must be finite")
+    # Fail safe: an input whose uncertainty is NaN is the least certain of all, answered last.
+    return np.where(np.isnan(uncertainty), np.inf, uncertainty), losses
 
 
 def risk_coverage_curve(uncertainty, losses):
@@ -24,7 +25,8 @@ def risk_coverage_curve(uncertainty, losses):
 
     Inputs are sorted by increasing uncertainty; answering the first k gives
     coverage k / n and risk = mean loss of those k (for 0/1 losses, the
-    error rate).
+    error rate). A NaN uncertainty (a prediction that failed) counts as
+    infinitely uncertain: it is answered last.
 
     Args:
         uncertainty: a score per input, larger = less sure.
@@ -74,5 +76,5 @@ def selection_threshold(uncertainty, losses, target_coverage=None, target_risk=N
 
 
 def should_refer(uncertainty, threshold):
-    """True for inputs to refer to a person (uncertainty above `threshold`)."""
-    return np.asarray(uncertainty, dtype="float64") > _validation.real("threshold", threshold)
+    """True for inputs to refer to a person: uncertainty above `threshold`, or NaN (fail safe)."""
+    return ~(np.asarray(uncertainty, dtype="float64") <= _validation.real("threshold", threshold))

@@ -187,3 +187,26 @@ def test_mismatched_validation_data_raises_early():
     model = _classifier()
     with pytest.raises(ValueError, match="per-example shape"):
         model.fit(X, LABELS, epochs=1, verbose=0, callbacks=[CalibrationLogger((X[:, :3], LABELS))])
+
+
+def test_logging_does_not_change_training_random_stream():
+    # The logger's predictions draw through stateless seeds: a run with it ends
+    # with the weights and layer seed states of a run without it.
+    def train(callbacks):
+        keras.utils.set_random_seed(7)
+        model = _classifier()
+        model.fit(X, LABELS, epochs=3, batch_size=40, shuffle=False, verbose=0, callbacks=callbacks)
+        return [np.asarray(v) for v in model.variables]
+
+    logged = train([CalibrationLogger((X[:40], LABELS[:40]), num_samples=4, seed=3)])
+    plain = train([])
+    assert len(logged) == len(plain)
+    for a, b in zip(logged, plain):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nonfinite_validation_inputs_are_refused_naming_the_rows():
+    x = X[:40].copy()
+    x[5, 0] = np.nan
+    with pytest.raises(ValueError, match=r"validation_data: x has NaN or infinite values in row 5 \(1 of 40\)"):
+        CalibrationLogger((x, LABELS[:40]))

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfp_uq.layers._estimators import _after_kl, _computed_once
+from tfp_uq.layers._estimators import _after_kl
+from tfp_uq.layers._estimators import computed_once as _computed_once
 
 
 def test_computed_once_is_the_identity_with_identity_gradient_eager_and_under_xla():

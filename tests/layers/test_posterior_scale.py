@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 import tfp_uq
-from tfp_uq import layers, priors
-from tfp_uq.layers import _posterior_scale
+from tfp_uq import _parameterization, layers, priors
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / "benchmarks"))
 import posterior_convergence  # noqa: E402
@@ -138,5 +137,5 @@ def test_explicit_scale_start_keeps_the_softplus_scale():
 
 def test_kl_weight_zero_gives_the_floor_not_a_nan():
     raw = keras.ops.zeros((2,))
-    scale = _posterior_scale.curvature_scale(raw, 1.0, 0.0, 1.0)
+    scale = _parameterization.curvature_scale(raw, 1.0, 0.0, 1.0)
     assert np.all(np.isfinite(scale)) and np.all(np.asarray(scale) < 1e-5)

@@ -32,12 +32,12 @@ import sys
 import tempfile
 import warnings
 
+from tfp_uq import _caches
+
 _SOURCE = pathlib.Path(__file__).with_name("posterior.cc")
 _OUTPUTS = ("sample", "perturbation", "scale")
 # Set to "0" to never use the kernels (e.g. to compare against the XLA draw).
 ENVIRONMENT_SWITCH = "TFP_UQ_NATIVE"
-
-_state = {"library": None, "failed": False}
 
 
 def library_path():
@@ -141,23 +141,23 @@ def library():
     """The loaded kernels, or None when they are not built or switched off."""
     if os.environ.get(ENVIRONMENT_SWITCH, "1") == "0":
         return None
-    if _state["library"] is None and not _state["failed"]:
-        if "path" not in _state:
-            _state["path"] = library_path()
-        path = _state["path"]
+    if _caches.native_library["library"] is None and not _caches.native_library["failed"]:
+        if "path" not in _caches.native_library:
+            _caches.native_library["path"] = library_path()
+        path = _caches.native_library["path"]
         if path.exists():  # looked for again on later calls until built
             import tensorflow as tf
 
             try:
-                _state["library"] = _register_gradient(tf.load_op_library(str(path)))
+                _caches.native_library["library"] = _register_gradient(tf.load_op_library(str(path)))
             except (tf.errors.OpError, OSError) as error:
-                _state["failed"] = True
+                _caches.native_library["failed"] = True
                 warnings.warn(
                     f"tfp_uq could not load its compiled kernels ({error}); Bayesian layers use the "
                     "XLA-compiled draw. Rebuild them with `tfp-uq build-native`.",
                     stacklevel=2,
                 )
-    return _state["library"]
+    return _caches.native_library["library"]
 
 
 def _register_gradient(lib):
@@ -236,7 +236,7 @@ def posterior_draws(posteriors, seed, output, prior, training):
         dtype or output, or inside an XLA-compiled function), so the caller
         draws as usual.
     """
-    from tfp_uq import priors
+    from tfp_uq import _random, priors
 
     lib = library()
     if (
@@ -253,7 +253,7 @@ def posterior_draws(posteriors, seed, output, prior, training):
             rho,
             seed,
             kind=output,
-            substream=index,
+            substream=_random.stream(_random.Stream.WEIGHT, index),
             prior_loc=prior.loc,
             prior_scale=prior.scale,
             floor=priors.SCALE_FLOOR,

@@ -7,8 +7,10 @@ import warnings
 import keras
 import numpy as np
 
-from tfp_uq import _datasets, _kl_tracking, _validation, metrics, prediction
+from tfp_uq import _datasets, _inputs, _kl_tracking, _validation, metrics, prediction
+from tfp_uq import task as _task
 from tfp_uq.elbo import bayesian_layers
+from tfp_uq.posterior import as_posterior
 
 __all__ = ["CalibrationLogger"]
 
@@ -118,10 +120,15 @@ class CalibrationLogger(keras.callbacks.Callback):
             raise ValueError(
                 f"validation_data: x and y must have the same non-zero length, got {len(x_first)} and {len(y)}"
             )
+        bad = _inputs.nonfinite_rows(_inputs.as_inputs(x)[0])
+        if bad.any():
+            raise ValueError(
+                f"validation_data: x has NaN or infinite values in {_inputs.describe_rows(bad)}; drop or fill them"
+            )
         self.x, self.y = x, np.asarray(y)
         self.num_samples = _validation.positive_int("num_samples", num_samples)
         self.every = _validation.positive_int("every", every)
-        self.task = _validation.one_of("task", task, prediction.TASKS)
+        self.task = _validation.one_of("task", task, _task.TASKS)
         allowed = sorted(set(METRICS["classification"]) | set(METRICS["regression"]))
         if metrics is not None:
             for name in metrics:
@@ -138,7 +145,7 @@ class CalibrationLogger(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if not isinstance(self.x, dict):
             arrays = list(self.x) if isinstance(self.x, (list, tuple)) else [self.x]
-            prediction.check_input_shapes(self.model, arrays, "validation_data: x")
+            _inputs.check_input_shapes(as_posterior(self.model).input_tensors, arrays, "validation_data: x")
         _kl_tracking.attach_for_training(self.model, bayesian_layers(self.model))
         if self.png_dir:
             os.makedirs(self.png_dir, exist_ok=True)
@@ -163,6 +170,7 @@ class CalibrationLogger(keras.callbacks.Callback):
             task=self.task,
             jit_compile=self.jit_compile,
             from_logits=self.from_logits,
+            on_nonfinite="refer",  # a diverged model is logged, not raised
         )
         if not isinstance(result, prediction.PredictionResult):
             raise ValueError(

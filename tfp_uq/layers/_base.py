@@ -1,12 +1,12 @@
-"""What every Bayesian layer shares: posteriors, prior, KL term, seed.
+"""What every stochastic tfp_uq layer shares: seed, point outputs, KL term, posteriors.
 
 A `BayesianLayer` holds, for each Bayesian weight, a mean-field Normal
 posterior q(w) = N(loc, scale^2) whose scale comes from a raw variable `rho`
-(see `_posterior_scale`: by default the posterior precision is the prior's plus
-N times the input's mean square times exp(rho)). Its KL to
-the prior enters the loss through `add_loss`, multiplied by the layer's
-`kl_weight`, which lives in a non-trainable variable that callbacks may change
-during `fit` (`tfp_uq.callbacks.KLAnnealing`).
+(`tfp_uq._parameterization`: by default the posterior precision is the prior's
+plus N times the input's mean square times exp(rho)). Its KL to the prior enters the loss through
+`add_loss`, multiplied by the layer's `kl_weight`, which lives in a
+non-trainable variable that callbacks may change during `fit`
+(`tfp_uq.callbacks.KLAnnealing`).
 
 `model.fit` averages the data loss over a batch, so the negative ELBO per
 example is  mean NLL + KL / N  for N training examples: set
@@ -14,24 +14,41 @@ example is  mean NLL + KL / N  for N training examples: set
 `tfp_uq.set_kl_weight(model, num_examples=N)`.
 """
 
+import collections
 import warnings
-import weakref
 
 import keras
 from keras import ops
 
-from tfp_uq import _kl_tracking, _native, _random, _validation, priors
-from tfp_uq.layers import _posterior_scale
+from tfp_uq import _caches, _keras_compat, _kl_tracking, _native, _parameterization, _random, _sampling, _validation
+from tfp_uq import priors as priors_lib
+
+__all__ = ["BayesianLayer", "StochasticLayer", "VariationalLayer", "WeightPosterior"]
 
 _SEED_STATE_KEY = "seed_state"
 
-# Compiled `_draw_posteriors` per layer, kept outside the layer so that Keras
-# and SavedModel do not track the function as layer state.
-_COMPILED_DRAWS = weakref.WeakKeyDictionary()
+WeightPosterior = collections.namedtuple("WeightPosterior", ["loc", "rho", "prior_variables"])
+WeightPosterior.__doc__ = (
+    """One weight's posterior: mean variable, raw scale variable, the prior's variables (a dict)."""
+)
 
 
 class WrapsLayer:
-    """Mixin of layers that wrap another layer, `self.layer`, saved with them."""
+    """Mixin of layers that wrap another layer, `self.layer`, saved with them.
+
+    An unbuilt wrapped layer takes the wrapper's dtype policy when built, so
+    the pair computes in one dtype (`mixed_float16` included).
+    """
+
+    def _wrap(self, layer):
+        if not isinstance(layer, keras.layers.Layer):
+            raise TypeError(f"layer must be a keras.layers.Layer, got {type(layer).__name__}")
+        self.layer = layer
+
+    def _build_wrapped(self, input_shape):
+        if not self.layer.built:
+            self.layer.dtype_policy = self.dtype_policy
+            self.layer.build(input_shape)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
@@ -48,22 +65,44 @@ class WrapsLayer:
         return cls(**config)
 
 
+class _WithoutKey:
+    """A read-only view of a Keras variable store without one key."""
+
+    def __init__(self, store, key):
+        self._store, self._key = store, key
+
+    def keys(self):
+        return [k for k in self._store.keys() if k != self._key]  # noqa: SIM118
+
+    def __getitem__(self, key):
+        return self._store[key]
+
+
 class StochasticLayer(keras.layers.Layer):
-    """Base of layers that draw random numbers: seed and its saved state.
+    """Base of layers that draw random numbers: seed, its saved state, point outputs.
 
     The layer's `keras.random.SeedGenerator` state is saved with its weights,
-    so a model reloaded from `.keras` continues the same random stream, and
-    `tfp_uq.predict(seed=...)` can reseed it.
+    so a model reloaded from `.keras` continues the same random stream.
+    `tfp_uq.predict` never touches that state: it passes each layer a
+    stateless seed for its call (`next_seed`).
 
     Args:
         seed: integer seed of the layer's random draws, or None.
+        deterministic: if True, the layer gives point outputs (posterior
+            means, no dropout) instead of sampling.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
     """
 
-    def __init__(self, seed=None, **kwargs):
+    def __init__(self, seed=None, deterministic=False, **kwargs):
         super().__init__(**kwargs)
         self.seed = _validation.optional_int("seed", seed)
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.deterministic = _validation.boolean("deterministic", deterministic)
+
+    def next_seed(self):
+        """The `[2]` seed of this call: `tfp_uq.predict`'s stateless one, else the layer's next."""
+        seed = _sampling.layer_seed(self)
+        return self.seed_generator.next() if seed is None else seed
 
     # ---------------------------------------------------- saving the RNG state
     def save_own_variables(self, store):
@@ -71,20 +110,13 @@ class StochasticLayer(keras.layers.Layer):
         store[_SEED_STATE_KEY] = self.seed_generator.state
 
     def load_own_variables(self, store):
-        variables = self._trainable_variables + self._non_trainable_variables
-        keys = [k for k in store.keys() if k != _SEED_STATE_KEY]  # noqa: SIM118 (a Keras store)
-        if len(keys) != len(variables):
-            raise ValueError(
-                f"Layer '{self.name}' expects {len(variables)} variables, but the saved file holds {len(keys)}"
-            )
-        for i, variable in enumerate(variables):
-            variable.assign(store[f"{i}"])
-        if _SEED_STATE_KEY in store.keys():  # noqa: SIM118 (a Keras store)
+        if _SEED_STATE_KEY in store.keys():  # noqa: SIM118 (a Keras store has keys(), not `in`)
             self.seed_generator.state.assign(store[_SEED_STATE_KEY])
+        super().load_own_variables(_WithoutKey(store, _SEED_STATE_KEY))
 
     def get_config(self):
         config = super().get_config()
-        config["seed"] = self.seed
+        config.update({"seed": self.seed, "deterministic": self.deterministic})
         return config
 
 
@@ -135,7 +167,7 @@ class VariationalLayer(StochasticLayer):
         in a siamese network) adds its KL once, as Keras adds a weight
         regularizer once: its weights have one posterior, whatever the calls.
         """
-        if self._get_own_losses():  # added already since Keras last cleared them
+        if _keras_compat.own_losses(self):  # added already since Keras last cleared them
             return
         if training and self._kl_weight is None and not self._warned_kl_weight:
             self._warned_kl_weight = True
@@ -156,10 +188,7 @@ class VariationalLayer(StochasticLayer):
         # Keras (>= 3.8) divides add_loss terms by the number of replicas under
         # tf.distribute, as it does the compiled loss: the KL counts once.
         self.add_loss(weighted)
-        tracker = _kl_tracking.tracker_of(self)
-        # JAX's stateless train step cannot update a metric from a layer call.
-        if tracker is not None and keras.backend.backend() != "jax":
-            tracker.update_state(weighted)
+        _kl_tracking.report(self, weighted)
 
     def get_config(self):
         config = super().get_config()
@@ -170,19 +199,25 @@ class VariationalLayer(StochasticLayer):
 class BayesianLayer(VariationalLayer):
     """Base class of layers with mean-field Normal posteriors over weights.
 
-    Subclasses create their weights with `add_posterior` in `build`; a call
-    gets weight samples, perturbations or scales and the KL from
-    `draw_posteriors` and adds the KL term with `add_kl_loss`.
+    Subclasses create their weights with `add_posterior` in `build` and
+    provide the hooks `_mean_outputs`, `_sample_outputs` (an estimator mixin
+    of `tfp_uq.layers._estimators` does) and `_vectorized_outputs`; `call`
+    chooses between them:
+
+    - in `tfp_uq.predict`'s vectorised mode (`tfp_uq._sampling`), one weight
+      sample per tiled block of the batch, and no KL term;
+    - with `deterministic=True`, the posterior means;
+    - otherwise one stochastic pass, and its KL through `add_kl_loss`.
 
     Args:
         prior: a `tfp_uq.priors.Prior`, a `tfp.distributions.Distribution` or
             None (standard Normal).
         posterior_scale_init: None (default) for the curvature parameterisation
-            of the scale (`tfp_uq.layers._posterior_scale`): the posterior
-            precision is the prior's plus N * (mean square of the weight's
-            input) * a learned curvature, which starts tight. A number (> 0)
-            instead makes the scale softplus(rho) + floor starting at that
-            standard deviation, the parameterisation of models saved before.
+            of the scale (`tfp_uq._parameterization`): the posterior precision
+            is the prior's plus N * (mean square of the weight's input) * a
+            learned curvature, which starts tight. A number (> 0) instead makes
+            the scale softplus(rho) + floor starting at that standard
+            deviation, the parameterisation of models saved before.
         kl_weight: weight of the KL term, usually 1 / number of training
             examples (see `VariationalLayer`).
         seed: integer seed of the layer's random draws, or None.
@@ -192,24 +227,22 @@ class BayesianLayer(VariationalLayer):
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
     """
 
-    def __init__(
-        self,
-        prior=None,
-        posterior_scale_init=None,
-        kl_weight=None,
-        seed=None,
-        deterministic=False,
-        **kwargs,
-    ):
+    # Whether the estimator's noise is already independent per example, so
+    # vectorised prediction needs no per-sample weights.
+    independent_per_example = False
+    # Whether vectorised prediction loops over samples in the graph
+    # (`tfp_uq.predict` then bounds the samples per call).
+    unrolls_samples = False
+
+    def __init__(self, prior=None, posterior_scale_init=None, kl_weight=None, seed=None, deterministic=False, **kwargs):
         # Variables stay float32 under mixed precision; samples are cast to the
         # compute dtype just before the linear operation, the KL never is.
         kwargs.setdefault("autocast", False)
-        super().__init__(kl_weight=kl_weight, seed=seed, **kwargs)
-        self.prior = priors.get(prior)
+        super().__init__(kl_weight=kl_weight, seed=seed, deterministic=deterministic, **kwargs)
+        self.prior = priors_lib.get(prior)
         if posterior_scale_init is not None:
             posterior_scale_init = _validation.positive_finite("posterior_scale_init", posterior_scale_init)
         self.posterior_scale_init = posterior_scale_init
-        self.deterministic = _validation.boolean("deterministic", deterministic)
         self._posteriors = {}
 
     # ----------------------------------------------------------------- weights
@@ -221,24 +254,28 @@ class BayesianLayer(VariationalLayer):
         variable `{name}_rho`.
         """
         loc = self.add_weight(name=name, shape=shape, initializer=initializer)
-        rho = self.add_weight(
-            name=f"{name}_rho",
-            shape=shape,
-            initializer=keras.initializers.Constant(_posterior_scale.initial_raw(self.posterior_scale_init)),
-        )
-        prior_variables = self.prior.build(self, name, tuple(shape))
-        self._posteriors[name] = (loc, rho, prior_variables)
+        if self.uses_curvature_scale:
+            raw = _parameterization.initial_curvature_raw()
+        else:
+            raw = float(_parameterization.raw_scale(self.posterior_scale_init))
+        rho = self.add_weight(name=f"{name}_rho", shape=shape, initializer=keras.initializers.Constant(raw))
+        self._posteriors[name] = WeightPosterior(loc, rho, self.prior.build(self, name, tuple(shape)))
         self.build_kl_weight()
         return loc
 
+    @property
+    def posteriors(self):
+        """The `WeightPosterior` of each Bayesian weight, by name, in creation order."""
+        return dict(self._posteriors)
+
     def posterior_loc(self, name):
         """Posterior mean of weight `name` (float32 tensor)."""
-        return ops.convert_to_tensor(self._posteriors[name][0])
+        return ops.convert_to_tensor(self._posteriors[name].loc)
 
     @property
     def uses_curvature_scale(self):
-        """Whether the scales follow the curvature parameterisation (`_posterior_scale`)."""
-        return _posterior_scale.uses_curvature(self.posterior_scale_init)
+        """Whether the scales follow the curvature parameterisation (`posterior_scale_init=None`)."""
+        return self.posterior_scale_init is None
 
     def posterior_energy(self, name):
         """Mean square of the inputs that multiply weight `name`, broadcastable to it.
@@ -258,26 +295,39 @@ class BayesianLayer(VariationalLayer):
 
     def _scale(self, name, rho, prior_variables, scale_inputs):
         if scale_inputs is None:
-            return _posterior_scale.softplus_scale(rho)
+            return _parameterization.positive_scale(rho)
         energies, kl_weight = scale_inputs
-        return _posterior_scale.curvature_scale(rho, energies[name], kl_weight, self.prior.variance(prior_variables))
+        variance = self.prior.variance(prior_variables)
+        return _parameterization.curvature_scale(rho, energies[name], kl_weight, variance)
 
     def posterior_scale(self, name):
         """Posterior standard deviation of weight `name` (float32 tensor)."""
-        _, rho, prior_variables = self._posteriors[name]
-        return self._scale(name, ops.convert_to_tensor(rho), prior_variables, self._scale_inputs())
+        posterior = self._posteriors[name]
+        rho = ops.convert_to_tensor(posterior.rho)
+        return self._scale(name, rho, posterior.prior_variables, self._scale_inputs())
 
+    def prior_variables(self, name):
+        """The variables the prior learns for weight `name` (a dict)."""
+        return self._posteriors[name].prior_variables
+
+    def weight_stream(self, name, purpose=_random.Stream.WEIGHT):
+        """The sub-stream number of weight `name` for `purpose` (a `tfp_uq._random.Stream`)."""
+        return _random.stream(purpose, list(self._posteriors).index(name))
+
+    # ------------------------------------------------------------------- draws
     def _draw_posteriors(self, seed, output, values, scale_inputs=None):
         drawn, kl = {}, 0.0
         for index, (name, (loc, rho, prior_variables)) in enumerate(values.items()):
             scale = self._scale(name, rho, prior_variables, scale_inputs)
             noise = None
             if output in ("sample", "perturbation"):
-                noise = scale * _random.normal(ops.shape(loc), _random.substream(seed, index), loc.dtype)
+                stream = _random.substream(seed, _random.stream(_random.Stream.WEIGHT, index))
+                noise = scale * _random.normal(ops.shape(loc), stream, loc.dtype)
 
             def sample(loc=loc, scale=scale, noise=noise, index=index):
                 if noise is None:
-                    noise = scale * _random.normal(ops.shape(loc), _random.substream(seed, 100 + index), loc.dtype)
+                    stream = _random.substream(seed, _random.stream(_random.Stream.KL_SAMPLE, index))
+                    noise = scale * _random.normal(ops.shape(loc), stream, loc.dtype)
                 return loc + noise
 
             kl = kl + self.prior.kl_divergence(loc, scale, sample, prior_variables)
@@ -309,8 +359,8 @@ class BayesianLayer(VariationalLayer):
         one XLA-compiled function even when the model is not compiled with
         XLA: XLA fuses it into a single pass, while plain TensorFlow launches
         a kernel per operation (measured: 2x faster for a 784x256 kernel).
-        Training steps outside XLA with a `priors.Normal` prior use fused
-        C++ kernels instead when they are built (`tfp_uq._native`): one pass
+        Training steps outside XLA with a `priors.Normal` prior and the
+        softplus scale use fused C++ kernels instead when they are built (`tfp_uq._native`): one pass
         per weight on all CPU threads, and a backward pass without a second
         draw. It returns only what the estimator needs, since every output is
         a full-size array written (and, in training, a gradient read back).
@@ -318,9 +368,7 @@ class BayesianLayer(VariationalLayer):
         _validation.one_of("output", output, ("sample", "perturbation", "scale", None))
         # Variables go in as tensors: gradients then flow through the inputs
         # of the compiled function rather than through captured variables.
-        values = {
-            name: (loc, rho, dict(prior_variables)) for name, (loc, rho, prior_variables) in self._posteriors.items()
-        }
+        values = {name: WeightPosterior(loc, rho, dict(prior)) for name, (loc, rho, prior) in self._posteriors.items()}
         scale_inputs = self._scale_inputs()
         if keras.backend.backend() != "tensorflow":
             return self._draw_posteriors(seed, output, values, scale_inputs)
@@ -329,26 +377,24 @@ class BayesianLayer(VariationalLayer):
         values = tf.nest.map_structure(tf.convert_to_tensor, values)
         if scale_inputs is not None:
             scale_inputs = tf.nest.map_structure(tf.convert_to_tensor, scale_inputs)
-        # The compiled kernels implement the softplus scale only.
-        if scale_inputs is None:
+        else:  # the compiled kernels implement the softplus scale only
             drawn = _native.posterior_draws(values, seed, output, self.prior, training)
             if drawn is not None:
                 return drawn
-        compiled = _COMPILED_DRAWS.get(self)
-        if compiled is None:
-            compiled = tf.function(self._draw_posteriors, jit_compile=True, autograph=False)
-            _COMPILED_DRAWS[self] = compiled
-        return compiled(seed, output, values, scale_inputs)
+
+        def make(layer):
+            def draw(seed, output, values, scale_inputs):
+                return layer()._draw_posteriors(seed, output, values, scale_inputs)
+
+            return tf.function(draw, jit_compile=True, autograph=False)
+
+        return _caches.compiled(self, "draw_posteriors", make)(seed, output, values, scale_inputs)
 
     def sample_weights(self, name, seed, num_samples):
         """`num_samples` independent draws of weight `name`, stacked first."""
         loc = self.posterior_loc(name)
         noise = _random.normal((num_samples,) + tuple(loc.shape), seed, loc.dtype)
         return loc + self.posterior_scale(name) * noise
-
-    def prior_variables(self, name):
-        """The variables the prior learns for weight `name` (a dict)."""
-        return self._posteriors[name][2]
 
     def kl_divergence(self, seed=None):
         """KL(q || p) of all this layer's weights, summed (float32 scalar).
@@ -360,13 +406,41 @@ class BayesianLayer(VariationalLayer):
             seed = self.seed_generator.next()
         return self.draw_posteriors(seed, output=None)[1]
 
+    # ------------------------------------------------------------------- call
+    def call(self, inputs, training=None):
+        # Layers with autocast off get their inputs uncast: cast them here.
+        inputs = ops.cast(inputs, self.compute_dtype)
+        seed = self.next_seed()
+        num_samples = _sampling.num_samples()
+        if num_samples and not self.deterministic and not self.independent_per_example:
+            # Prediction only (tfp_uq.predict): no KL term is added.
+            return self._activate(self._vectorized_outputs(inputs, seed, num_samples))
+        if self.deterministic:
+            _, kl = self.draw_posteriors(seed, output=None)
+            outputs = self._mean_outputs(inputs)
+        else:
+            outputs, kl = self._sample_outputs(inputs, seed, training)
+        if not num_samples:
+            self.add_kl_loss(kl, training)
+        return self._activate(outputs)
+
+    def _mean_outputs(self, inputs):
+        """Outputs (before `_activate`) with every weight at its posterior mean."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _mean_outputs")
+
+    def _sample_outputs(self, inputs, seed, training=None):
+        """`(outputs, kl)` of one stochastic pass, outputs before `_activate` (an estimator's rule)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _sample_outputs")
+
+    def _vectorized_outputs(self, inputs, seed, num_samples):
+        """Outputs of `num_samples` weight samples, sample s on block s of the tiled batch (`tfp_uq._sampling`)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _vectorized_outputs")
+
+    def _activate(self, outputs):
+        """The layer's activation, applied to every kind of outputs above."""
+        return outputs
+
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "prior": priors.serialize(self.prior),
-                "posterior_scale_init": self.posterior_scale_init,
-                "deterministic": self.deterministic,
-            }
-        )
+        config.update({"prior": priors_lib.serialize(self.prior), "posterior_scale_init": self.posterior_scale_init})
         return config

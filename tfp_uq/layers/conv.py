@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from tfp_uq import _validation
-from tfp_uq.layers import _estimators
+from tfp_uq.layers import _estimators, _linear
 
 __all__ = [
     "BayesianConv",
@@ -34,7 +34,7 @@ def _tuple(name, value, rank):
     return value
 
 
-class BayesianConv(_estimators.BayesianLinear):
+class BayesianConv(_linear.BayesianLinear):
     """Shared convolution part: y = activation(conv(x, W) + b), W, b ~ q.
 
     Subclasses set `rank` (1, 2 or 3) and an estimator mixin. Arguments are
@@ -43,9 +43,7 @@ class BayesianConv(_estimators.BayesianLinear):
     Bayesian ones of the Dense layers.
     """
 
-    # Vectorised prediction loops over samples in the graph (tfp_uq.predict
-    # bounds samples per call).
-    unrolls_samples = True
+    unrolls_samples = True  # _linear_per_sample loops over samples
 
     rank = None
 
@@ -107,14 +105,22 @@ class BayesianConv(_estimators.BayesianLinear):
             pad = [[0, 0]] * 3
             pad[time_axis] = [self.dilation_rate[0] * (self.kernel_size[0] - 1), 0]
             inputs, padding = ops.pad(inputs, pad), "valid"
-        return ops.conv(
+        data_format = self.data_format
+        channels_first_on_tf = data_format == "channels_first" and keras.backend.backend() == "tensorflow"
+        if channels_first_on_tf:
+            # TensorFlow's CPU convolutions outside XLA take channels_last only.
+            inputs, data_format = ops.transpose(inputs, (0, *range(2, self.rank + 2), 1)), "channels_last"
+        outputs = ops.conv(
             inputs,
             kernel,
             strides=self.strides,
             padding=padding,
-            data_format=self.data_format,
+            data_format=data_format,
             dilation_rate=self.dilation_rate,
         )
+        if channels_first_on_tf:
+            outputs = ops.transpose(outputs, (0, self.rank + 1, *range(1, self.rank + 1)))
+        return outputs
 
     def _add_bias(self, outputs, bias):
         if keras.backend.backend() != "tensorflow":

@@ -4,12 +4,12 @@ import keras
 from keras import ops
 
 from tfp_uq import _validation
-from tfp_uq.layers import _estimators
+from tfp_uq.layers import _estimators, _linear
 
 __all__ = ["BayesianDense", "DenseReparameterization", "DenseFlipout", "DenseLocalReparameterization"]
 
 
-class BayesianDense(_estimators.BayesianLinear):
+class BayesianDense(_linear.BayesianLinear):
     """Shared Dense part: y = activation(x @ W + b) with W, b ~ q.
 
     Input shape: `(batch_size, ..., input_dim)`; output shape:

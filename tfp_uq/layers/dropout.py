@@ -48,10 +48,9 @@ class MCDropout(StochasticLayer):
     """
 
     def __init__(self, rate, noise_shape=None, seed=None, deterministic=False, **kwargs):
-        super().__init__(seed=seed, **kwargs)
+        super().__init__(seed=seed, deterministic=deterministic, **kwargs)
         self.rate = _rate(rate)
         self.noise_shape = None if noise_shape is None else tuple(noise_shape)
-        self.deterministic = _validation.boolean("deterministic", deterministic)
 
     def _mask_shape(self, inputs):
         shape = ops.shape(inputs)
@@ -60,7 +59,7 @@ class MCDropout(StochasticLayer):
         return tuple(shape[i] if d is None else d for i, d in enumerate(self.noise_shape))
 
     def call(self, inputs, training=None):
-        seed = self.seed_generator.next()
+        seed = self.next_seed()
         if self.deterministic or self.rate == 0:
             return inputs
         keep = _random.uniform(self._mask_shape(inputs), seed, inputs.dtype) >= self.rate
@@ -71,7 +70,7 @@ class MCDropout(StochasticLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"rate": self.rate, "noise_shape": self.noise_shape, "deterministic": self.deterministic})
+        config.update({"rate": self.rate, "noise_shape": self.noise_shape})
         return config
 
 
@@ -131,11 +130,6 @@ class SpatialMCDropout3D(_SpatialMCDropout):
 class _InputDropoutWrapper(WrapsLayer):
     """Mixin of wrappers that drop the inputs of a wrapped layer."""
 
-    def _wrap(self, layer):
-        if not isinstance(layer, keras.layers.Layer):
-            raise TypeError(f"layer must be a keras.layers.Layer, got {type(layer).__name__}")
-        self.layer = layer
-
     def _input_dim(self, input_shape):
         axis = -1
         if getattr(self.layer, "data_format", "channels_last") == "channels_first" and len(input_shape) > 2:
@@ -143,10 +137,16 @@ class _InputDropoutWrapper(WrapsLayer):
         return input_shape[axis]
 
     def build(self, input_shape):
-        if not self.layer.built:
-            self.layer.build(input_shape)
+        self._build_wrapped(input_shape)
         self._build_wrapper(input_shape)
         self.built = True
+
+    def _build_wrapper(self, input_shape):
+        """Creates the wrapper's own state (none by default)."""
+
+    def _wrapped_outputs(self, inputs):
+        # In the wrapper's compute dtype even when the wrapped layer was built with another policy.
+        return ops.cast(self.layer(inputs), self.compute_dtype)
 
 
 @keras.saving.register_keras_serializable(package="tfp_uq")
@@ -168,24 +168,20 @@ class MCDropoutWrapper(_InputDropoutWrapper, StochasticLayer):
     """
 
     def __init__(self, layer, rate=0.1, seed=None, deterministic=False, **kwargs):
-        super().__init__(seed=seed, **kwargs)
+        super().__init__(seed=seed, deterministic=deterministic, **kwargs)
         self._wrap(layer)
         self.rate = _rate(rate)
-        self.deterministic = _validation.boolean("deterministic", deterministic)
-
-    def _build_wrapper(self, input_shape):
-        pass
 
     def call(self, inputs, training=None):
-        seed = self.seed_generator.next()
+        seed = self.next_seed()
         if not self.deterministic and self.rate > 0:
             keep = _random.uniform(ops.shape(inputs), seed, inputs.dtype) >= self.rate
             inputs = ops.where(keep, inputs / (1.0 - self.rate), ops.zeros_like(inputs))
-        return self.layer(inputs)
+        return self._wrapped_outputs(inputs)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"rate": self.rate, "deterministic": self.deterministic})
+        config["rate"] = self.rate
         return config
 
 
@@ -229,12 +225,11 @@ class ConcreteDropout(_InputDropoutWrapper, VariationalLayer):
         deterministic=False,
         **kwargs,
     ):
-        super().__init__(kl_weight=kl_weight, seed=seed, **kwargs)
+        super().__init__(kl_weight=kl_weight, seed=seed, deterministic=deterministic, **kwargs)
         self._wrap(layer)
         self.initial_rate = _validation.open_unit_interval("initial_rate", initial_rate)
         self.length_scale = _validation.positive("length_scale", length_scale)
         self.temperature = _validation.positive("temperature", temperature)
-        self.deterministic = _validation.boolean("deterministic", deterministic)
 
     def _build_wrapper(self, input_shape):
         logit = math.log(self.initial_rate) - math.log1p(-self.initial_rate)
@@ -256,27 +251,24 @@ class ConcreteDropout(_InputDropoutWrapper, VariationalLayer):
         return self.length_scale**2 * squared / (1.0 - p) + 2.0 * self.input_dim * neg_entropy
 
     def call(self, inputs, training=None):
-        seed = self.seed_generator.next()
+        seed = self.next_seed()
         if not self.deterministic:
+            # The relaxed mask in float32 at least (its logs underflow in float16), applied in the inputs' dtype.
+            dtype = "float64" if inputs.dtype == "float64" else "float32"
             eps = 1e-7
-            p = ops.cast(ops.sigmoid(self.rate_logit), inputs.dtype)
-            u = _random.uniform(ops.shape(inputs), seed, inputs.dtype)
+            p = ops.cast(ops.sigmoid(ops.convert_to_tensor(self.rate_logit)), dtype)
+            u = _random.uniform(ops.shape(inputs), seed, dtype)
             drop = ops.sigmoid(
                 (ops.log(p + eps) - ops.log1p(-p + eps) + ops.log(u + eps) - ops.log1p(-u + eps)) / self.temperature
             )
-            inputs = inputs * (1.0 - drop) / (1.0 - p)
-        outputs = self.layer(inputs)
+            inputs = inputs * ops.cast((1.0 - drop) / (1.0 - p), inputs.dtype)
+        outputs = self._wrapped_outputs(inputs)
         self.add_kl_loss(self.kl_divergence(), training)
         return outputs
 
     def get_config(self):
         config = super().get_config()
         config.update(
-            {
-                "initial_rate": self.initial_rate,
-                "length_scale": self.length_scale,
-                "temperature": self.temperature,
-                "deterministic": self.deterministic,
-            }
+            {"initial_rate": self.initial_rate, "length_scale": self.length_scale, "temperature": self.temperature}
         )
         return config

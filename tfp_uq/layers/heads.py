@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from tfp_uq import priors
+from tfp_uq import _parameterization
 
 __all__ = ["GaussianHead", "split_gaussian"]
 
@@ -42,7 +42,7 @@ class GaussianHead(keras.layers.Layer):
 
     def call(self, inputs):
         loc, raw_scale = ops.split(inputs, 2, axis=-1)
-        scale = ops.softplus(ops.cast(raw_scale, "float32")) + priors.SCALE_FLOOR
+        scale = _parameterization.positive_scale(ops.cast(raw_scale, "float32"))
         return ops.concatenate([loc, ops.cast(scale, loc.dtype)], axis=-1)
 
     def compute_output_shape(self, input_shape):

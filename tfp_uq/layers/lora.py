@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from tfp_uq import _random, _sampling, _validation
+from tfp_uq import _random, _validation
 from tfp_uq.layers._base import BayesianLayer, WrapsLayer
 
 __all__ = ["BayesianLoRA"]
@@ -38,9 +38,7 @@ class BayesianLoRA(WrapsLayer, BayesianLayer):
     >>> adapted = tfp_uq.layers.BayesianLoRA(pretrained_dense, rank=4)
     """
 
-    # Vectorised prediction loops over samples in the graph (tfp_uq.predict
-    # bounds samples per call).
-    unrolls_samples = True
+    unrolls_samples = True  # _vectorized_outputs loops over samples
 
     def __init__(self, layer, rank=4, alpha=None, **kwargs):
         super().__init__(**kwargs)
@@ -51,8 +49,7 @@ class BayesianLoRA(WrapsLayer, BayesianLayer):
         self.alpha = float(self.rank) if alpha is None else _validation.positive("alpha", alpha)
 
     def build(self, input_shape):
-        if not self.layer.built:
-            self.layer.build(input_shape)
+        self._build_wrapped(input_shape)
         self.layer.trainable = False
         kernel_shape = tuple(self.layer.kernel.shape)
         fan_in, units = int(math.prod(kernel_shape[:-1])), kernel_shape[-1]
@@ -84,23 +81,18 @@ class BayesianLoRA(WrapsLayer, BayesianLayer):
         update = ops.einsum("...r,ru->...u", a, b) * (self.alpha / self.rank)
         return ops.cast(ops.convert_to_tensor(self.layer.kernel) + update, self.compute_dtype)
 
-    def call(self, inputs, training=None):
-        inputs = ops.cast(inputs, self.compute_dtype)
-        seed = self.seed_generator.next()
-        num_samples = _sampling.num_samples()
-        if num_samples and not self.deterministic:
-            a = self.sample_weights("lora_a", _random.substream(seed, 0), num_samples)
-            b = self.sample_weights("lora_b", _random.substream(seed, 1), num_samples)
-            blocks = ops.split(inputs, num_samples, axis=0)
-            return ops.concatenate([self._apply(x, self._kernel(a[s], b[s])) for s, x in enumerate(blocks)], axis=0)
-        if self.deterministic:
-            _, kl = self.draw_posteriors(seed, output=None)
-            kernel = self._kernel(self.posterior_loc("lora_a"), self.posterior_loc("lora_b"))
-        else:
-            samples, kl = self.draw_posteriors(seed, output="sample", training=training)
-            kernel = self._kernel(samples["lora_a"], samples["lora_b"])
-        self.add_kl_loss(kl, training)
-        return self._apply(inputs, kernel)
+    def _mean_outputs(self, inputs):
+        return self._apply(inputs, self._kernel(self.posterior_loc("lora_a"), self.posterior_loc("lora_b")))
+
+    def _sample_outputs(self, inputs, seed, training=None):
+        samples, kl = self.draw_posteriors(seed, output="sample", training=training)
+        return self._apply(inputs, self._kernel(samples["lora_a"], samples["lora_b"])), kl
+
+    def _vectorized_outputs(self, inputs, seed, num_samples):
+        a = self.sample_weights("lora_a", _random.substream(seed, self.weight_stream("lora_a")), num_samples)
+        b = self.sample_weights("lora_b", _random.substream(seed, self.weight_stream("lora_b")), num_samples)
+        blocks = ops.split(inputs, num_samples, axis=0)
+        return ops.concatenate([self._apply(x, self._kernel(a[s], b[s])) for s, x in enumerate(blocks)], axis=0)
 
     def get_config(self):
         config = super().get_config()

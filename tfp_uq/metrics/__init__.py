@@ -14,6 +14,16 @@ from tfp_uq.metrics.classification import (
     negative_log_likelihood,
     reliability_table,
 )
+from tfp_uq.metrics.conformal import (
+    group_coverage,
+    in_interval,
+    in_set,
+    interval_coverage,
+    mean_set_size,
+    mean_width,
+    set_coverage,
+    size_stratified_coverage,
+)
 from tfp_uq.metrics.keras_metrics import BrierScore, ExpectedCalibrationError
 from tfp_uq.metrics.ranking import aupr, auroc
 from tfp_uq.metrics.regression import (
@@ -40,12 +50,20 @@ __all__ = [
     "equal_mass_calibration_error",
     "expected_calibration_error",
     "gaussian_nll",
+    "group_coverage",
+    "in_interval",
+    "in_set",
+    "interval_coverage",
     "maximum_calibration_error",
     "mean_interval_width",
+    "mean_set_size",
+    "mean_width",
     "miscalibration_area",
     "mixture_log_likelihood",
     "negative_log_likelihood",
     "picp",
     "reliability_table",
     "rmse",
+    "set_coverage",
+    "size_stratified_coverage",
 ]
