@@ -43,6 +43,7 @@ from keras import ops
 
 __all__ = [
     "INITIAL_CURVATURE",
+    "MIN_KL_WEIGHT",
     "SCALE_FLOOR",
     "curvature_scale",
     "initial_curvature_raw",
@@ -58,7 +59,7 @@ SCALE_FLOOR = 1e-6
 # the softplus default's start).
 INITIAL_CURVATURE = 100.0
 # kl_weight 0 (the start of a KL annealing schedule) means no KL: scales go to the floor.
-_MIN_KL_WEIGHT = 1e-12
+MIN_KL_WEIGHT = 1e-12
 
 
 def softplus_inverse(value):
@@ -94,6 +95,7 @@ def curvature_scale(raw, energy, kl_weight, prior_variance):
     Returns:
         The posterior standard deviations, shaped like `raw`.
     """
-    kl_weight = ops.maximum(ops.cast(kl_weight, raw.dtype), _MIN_KL_WEIGHT)
+    kl_weight = ops.maximum(ops.cast(kl_weight, raw.dtype), MIN_KL_WEIGHT)
+    energy, prior_variance = ops.cast(energy, raw.dtype), ops.cast(prior_variance, raw.dtype)
     precision = energy * ops.exp(raw) / kl_weight + 1.0 / prior_variance
     return ops.rsqrt(precision) + SCALE_FLOOR

@@ -116,7 +116,7 @@ class BayesianLinear(BayesianLayer):
         """Moves `input_energy` towards this batch's mean square per channel."""
         channel = self._channel_axis % len(inputs.shape)
         axes = tuple(axis for axis in range(len(inputs.shape)) if axis != channel)
-        batch_energy = ops.mean(ops.square(ops.cast(inputs, "float32")), axis=axes)
+        batch_energy = ops.mean(ops.square(ops.cast(inputs, self.input_energy.dtype)), axis=axes)
         count = ops.convert_to_tensor(self.input_energy_count) + 1.0
         rate = ops.maximum(1.0 / count, 1.0 - ENERGY_MOMENTUM)
         energy = ops.convert_to_tensor(self.input_energy)

@@ -93,6 +93,8 @@ class BayesianConv(_linear.BayesianLinear):
         return kernel_shape[-2] * self.groups
 
     def _kernel_energy(self, energy):
+        if self.groups == 1:
+            return energy[:, None]
         # Kernel[..., i, o] reads input channel (group of o) * channels_per_group + i.
         per_group = ops.transpose(ops.reshape(energy, (self.groups, -1)))
         return ops.repeat(per_group, self.filters // self.groups, axis=1)
