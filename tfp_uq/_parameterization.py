@@ -28,8 +28,7 @@ always zero has its prior as posterior, the scale follows 1 / sqrt(N) as the
 data grow, and the learned part does not depend on the scale of the inputs.
 lambda starts at `INITIAL_CURVATURE`: the posterior starts tight and widens
 while the means fit the data, the order in which the ELBO is climbed without
-the noise of wide posteriors swamping the means (a wide start, lambda = 1,
-measured: UCI energy split 0 test LL -1.65 against -0.46).
+the noise of wide posteriors swamping the means.
 
 Example:
 
