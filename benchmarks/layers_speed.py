@@ -14,6 +14,11 @@ two variables, so Adam updates twice as many values. A mean-field layer has
 two variables per weight (mean and scale), so no such layer can be faster
 than this row, whatever its sampling costs.
 
+Each Bayesian layer runs twice: with its default posterior scale (the
+curvature parameterisation) and, in the rows marked "softplus scale", with
+`posterior_scale_init=1e-3` (scale = softplus(rho) + floor, the
+parameterisation before it).
+
 A second table times one forward pass of the same models at inference
 (`training=False`, one sample per call: what `model.predict` and `evaluate`
 run), in steps per second read as passes per second.
@@ -243,27 +248,23 @@ def _keras_kinds(model_kind):
     import tfp_uq
 
     bayes = {"kl_weight": 1e-4}
+    softplus = {**bayes, "posterior_scale_init": 1e-3}
     if model_kind == "mlp":
-        return (
-            _mlp,
-            (784,),
-            [
-                ("keras Dense", keras.layers.Dense, {}),
-                ("keras Dense, 2 variables per weight (floor)", _two_variable_dense(), {}),
-                ("tfp_uq DenseReparameterization", tfp_uq.layers.DenseReparameterization, bayes),
-                ("tfp_uq DenseFlipout", tfp_uq.layers.DenseFlipout, bayes),
-                ("tfp_uq DenseLocalReparameterization", tfp_uq.layers.DenseLocalReparameterization, bayes),
-            ],
-        )
-    return (
-        _cnn,
-        (28, 28, 1),
-        [
-            ("keras Conv2D", keras.layers.Conv2D, {}),
-            ("tfp_uq Conv2DReparameterization", tfp_uq.layers.Conv2DReparameterization, bayes),
-            ("tfp_uq Conv2DFlipout", tfp_uq.layers.Conv2DFlipout, bayes),
-        ],
-    )
+        plain = [
+            ("keras Dense", keras.layers.Dense, {}),
+            ("keras Dense, 2 variables per weight (floor)", _two_variable_dense(), {}),
+        ]
+        layers = ("DenseReparameterization", "DenseFlipout", "DenseLocalReparameterization")
+        build, shape = _mlp, (784,)
+    else:
+        plain = [("keras Conv2D", keras.layers.Conv2D, {})]
+        layers = ("Conv2DReparameterization", "Conv2DFlipout")
+        build, shape = _cnn, (28, 28, 1)
+    bayesian = []
+    for name in layers:
+        cls = getattr(tfp_uq.layers, name)
+        bayesian += [(f"tfp_uq {name}", cls, bayes), (f"tfp_uq {name}, softplus scale", cls, softplus)]
+    return build, shape, plain + bayesian
 
 
 def _kernels_built():

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import tfp_uq
-from tfp_uq import _native, _random, layers, priors
+from tfp_uq import _native, _parameterization, _random, layers, priors
 from tfp_uq.cli import main
 
 SEED = tf.constant([12345, -678], "int64")
@@ -48,23 +48,40 @@ def test_random_kernel_draws_the_numbers_of_the_xla_draw(kernels, shape):
     assert normals.shape == shape
 
 
+# Curvature energies: one per row (a Dense kernel's layout), zeros (inputs never seen) included,
+# or one per element (a grouped convolution's [rows, columns] layout).
+ENERGIES = {
+    "softplus": None,
+    "curvature, per row": np.where(np.arange(40) % 7 == 0, 0.0, np.linspace(0.01, 30.0, 40))[:, None],
+    "curvature, per element": np.random.default_rng(2).uniform(0.0, 5.0, size=(40, 70)),
+}
+
+
+@pytest.mark.parametrize("energy", ENERGIES.values(), ids=ENERGIES.keys())
 @pytest.mark.parametrize("output", ["sample", "perturbation", "scale"])
-def test_posterior_kernel_value_kl_and_gradients_match_the_formulas(kernels, output):
+def test_posterior_kernel_value_kl_and_gradients_match_the_formulas(kernels, output, energy):
     rng = np.random.default_rng(0)
     loc = tf.constant(rng.normal(size=(40, 70)).astype("float32") * 0.3)
     # Scales from tiny to huge: softplus and its derivative over their range.
     rho = tf.constant(np.concatenate([rng.normal(size=(39, 70)) * 3 - 4, np.linspace(-30, 30, 70)[None]]), "float32")
     upstream = tf.constant(rng.normal(size=(40, 70)).astype("float32"))
     prior = priors.Normal(0.3, 0.5)
+    kl_weight = tf.constant(1 / 300, "float32")
+    scale_inputs = None if energy is None else ({"w": tf.constant(energy, "float32")}, kl_weight)
 
     def objective(native):
         with tf.GradientTape() as tape:
             tape.watch([loc, rho])
             if native:
-                drawn, kl = _native.posterior_draws({"w": (loc, rho, {})}, SEED, output, prior, training=True)
+                drawn, kl = _native.posterior_draws(
+                    {"w": (loc, rho, {})}, SEED, output, prior, training=True, scale_inputs=scale_inputs
+                )
                 value = drawn["w"]
             else:
-                scale = priors.positive_scale(rho)
+                if energy is None:
+                    scale = priors.positive_scale(rho)
+                else:
+                    scale = _parameterization.curvature_scale(rho, scale_inputs[0]["w"], kl_weight, prior.scale**2)
                 eps = _random.normal(loc.shape, _random.substream(SEED, 0))
                 value = {"sample": loc + scale * eps, "perturbation": scale * eps, "scale": scale}[output]
                 kl = tf.reduce_sum(tfp_uq.priors.normal_kl(loc, scale, prior.loc, prior.scale))
@@ -118,8 +135,18 @@ def test_kernels_skip_other_priors_and_dtypes(kernels):
         lambda: layers.DenseReparameterization(5, seed=3, posterior_scale_init=0.05),
         lambda: layers.DenseFlipout(5, seed=3, posterior_scale_init=0.05, prior=priors.Normal(0.1, 0.5)),
         lambda: layers.DenseLocalReparameterization(5, seed=3, posterior_scale_init=0.05),
+        lambda: layers.DenseReparameterization(5, seed=3),
+        lambda: layers.DenseFlipout(5, seed=3, prior=priors.Normal(0.1, 0.5)),
+        lambda: layers.DenseLocalReparameterization(5, seed=3),
     ],
-    ids=["reparameterization", "flipout", "local"],
+    ids=[
+        "reparameterization",
+        "flipout",
+        "local",
+        "curvature-reparameterization",
+        "curvature-flipout",
+        "curvature-local",
+    ],
 )
 def test_fit_with_kernels_equals_fit_with_the_xla_draw(kernels, make_layer, monkeypatch):
     rng = np.random.default_rng(1)

@@ -10,7 +10,7 @@ of its own weak dictionary alive.
 import threading
 import weakref
 
-__all__ = ["compiled", "kl_trackers", "native_library"]
+__all__ = ["compiled", "kl_trackers", "native_library", "posterior_std_layers"]
 
 _LOCK = threading.RLock()
 # owner -> {key: compiled function}: a Bayesian layer's posterior draw, a
@@ -18,6 +18,8 @@ _LOCK = threading.RLock()
 _COMPILED = weakref.WeakKeyDictionary()
 # Bayesian layer -> the KLTracker metric of the model it reports to.
 kl_trackers = weakref.WeakKeyDictionary()
+# PosteriorStd metric -> weak references to the Bayesian layers whose scales it averages.
+posterior_std_layers = weakref.WeakKeyDictionary()
 # The C++ kernels of tfp_uq._native: the loaded library, its path, whether loading failed.
 native_library = {"library": None, "failed": False}
 

@@ -1,9 +1,15 @@
-"""Reporting the KL part of the ELBO in `fit` logs as `kl_loss`.
+"""Reporting the KL part of the ELBO in `fit` logs as `kl_loss`, and `posterior_std`.
 
 One `KLTracker` metric per model, attached to the model (so Keras reports,
 resets and aggregates it like any metric) and shared by its Bayesian layers,
-which feed it their weighted KL in every train and test step.
+which feed it their weighted KL in every train and test step. A
+`PosteriorStd` metric beside it reports the mean posterior standard deviation
+over the model's Bayesian weights after each step, so a posterior that does not
+move is visible in the log.
 """
+
+import math
+import weakref
 
 import keras
 
@@ -37,6 +43,44 @@ class KLTracker(keras.metrics.Metric):
         self.count.assign(0.0)
 
 
+class PosteriorStd(keras.metrics.Metric):
+    """Mean posterior standard deviation over all Bayesian weights, read when reported.
+
+    It holds no state: its result is the mean of every `posterior_scale` of the
+    layers it was made for, at the moment Keras reads it (after the step's update).
+    """
+
+    def __init__(self, name="posterior_std", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, *args, **kwargs):
+        del args, kwargs
+
+    def result(self):
+        total, count = 0.0, 0
+        for reference in _caches.posterior_std_layers.get(self, ()):
+            layer = reference()
+            if layer is None:
+                continue
+            for name in layer.posteriors:
+                scale = layer.posterior_scale(name)
+                total = total + keras.ops.sum(scale)
+                count += math.prod(scale.shape)
+        return keras.ops.cast(total, "float32") / max(count, 1)
+
+    def reset_state(self):
+        pass
+
+
+def _new_metric(model, factory):
+    """`factory()`, made under the model's distribution strategy if it has one."""
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is None:
+        return factory()
+    with strategy.scope():
+        return factory()
+
+
 def report(layer, value):
     """Adds a layer's weighted KL term of this step to the tracker it feeds, if any."""
     tracker = _caches.kl_trackers.get(layer)
@@ -46,20 +90,22 @@ def report(layer, value):
 
 
 def attach(model, layers):
-    """Makes `model` report the KL of `layers` as `kl_loss`; True if new."""
+    """Makes `model` report the KL of `layers` as `kl_loss` (and `posterior_std`); True if new."""
     tracker = getattr(model, "_tfp_uq_kl_tracker", None)
     if tracker is not None and tracker.num_layers == len(layers):
         return False
-    strategy = getattr(model, "distribute_strategy", None)
-    if strategy is not None:
-        with strategy.scope():
-            tracker = KLTracker(len(layers))
-    else:
-        tracker = KLTracker(len(layers))
+    tracker = _new_metric(model, lambda: KLTracker(len(layers)))
     with _keras_compat.state_unlocked(model):  # a built subclassed model
         model._tfp_uq_kl_tracker = tracker
     for layer in layers:
         _caches.kl_trackers[layer] = tracker
+    with_scales = [layer for layer in layers if hasattr(layer, "posterior_scale")]
+    # JAX's stateless metrics cannot read the layers' variables inside the step.
+    if with_scales and keras.backend.backend() != "jax":
+        posterior_std = _new_metric(model, PosteriorStd)
+        _caches.posterior_std_layers[posterior_std] = [weakref.ref(layer) for layer in with_scales]
+        with _keras_compat.state_unlocked(model):
+            model._tfp_uq_posterior_std = posterior_std
     # Compiled steps traced before this point do not update the tracker.
     for attribute in ("train_function", "test_function"):
         if getattr(model, attribute, None) is not None:

@@ -1,5 +1,6 @@
 """Argument checks that raise errors naming the argument and what is allowed."""
 
+import math
 import numbers
 
 
@@ -19,6 +20,14 @@ def positive(name, value):
     value = real(name, value)
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def positive_finite(name, value):
+    """Returns `value` as a finite float > 0, or raises ValueError/TypeError."""
+    value = positive(name, value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
     return value
 
 

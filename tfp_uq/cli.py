@@ -104,6 +104,7 @@ def _fit(args):
     import numpy as np
 
     from tfp_uq import _recipes, _tabular
+    from tfp_uq.callbacks import ELBOMonitor
 
     x, y_cells, names = _tabular.features_and_target(args.csv, args.target)
     if len(x) < 10:
@@ -142,6 +143,7 @@ def _fit(args):
         epochs=args.epochs,
         batch_size=args.batch_size,
         verbose=2 if not args.quiet else 0,
+        callbacks=[ELBOMonitor()],
     )
     model = _recipes.after_training(args.method, model, prep.inputs(x[train]), y[train], args.batch_size)
     os.makedirs(args.output, exist_ok=True)

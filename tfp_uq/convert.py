@@ -188,6 +188,8 @@ def bayesianize(
     posterior scales start at delta * |w| (MOPED, Krishnan et al. 2020), so a
     small delta reproduces the original predictions and training refines the
     uncertainty; with `moped_delta=None` they start at `posterior_scale_init`.
+    Either way the converted layers keep the softplus scale parameterisation
+    (a number for `posterior_scale_init`), in which these starts are exact.
 
     Args:
         model: a built Keras model.

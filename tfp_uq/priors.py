@@ -9,7 +9,10 @@ type: it asks the prior for
   mean-field Normal posterior q = N(loc, scale^2), summed over the weights, in
   closed form where one exists and by a one-sample Monte Carlo estimate
   otherwise (`sample` is a callable returning a draw from q);
-- `log_prob(value, variables)`: the summed log-density of weights `value`.
+- `log_prob(value, variables)`: the summed log-density of weights `value`;
+- `variance(variables)`: the prior variance of each weight (broadcastable to
+  the weight), which bounds the posterior variance in the layers' default
+  curvature parameterisation of the scale.
 
 Example:
 
@@ -77,6 +80,10 @@ class Prior:
         """Summed log-density of the weights `value`."""
         raise NotImplementedError
 
+    def variance(self, variables=None):
+        """Prior variance of each weight: a float or a tensor broadcastable to the weight."""
+        raise NotImplementedError(f"{type(self).__name__} does not define its variance")
+
     def kl_divergence(self, loc, scale, sample, variables=None):
         """KL(N(loc, scale^2) || prior), summed: one-sample Monte Carlo here.
 
@@ -123,6 +130,9 @@ class Normal(Prior):
     def log_prob(self, value, variables=None):
         return ops.sum(normal_log_prob(value, self.loc, self.scale))
 
+    def variance(self, variables=None):
+        return self.scale**2
+
     def kl_divergence(self, loc, scale, sample, variables=None):
         # normal_kl summed, with the constants taken out of the elementwise
         # work: fewer kernels over the weights when XLA does not fuse them.
@@ -163,6 +173,9 @@ class ScaleMixtureNormal(Prior):
         log_p1 = math.log(self.pi) + normal_log_prob(value, 0.0, self.scale1)
         log_p2 = math.log1p(-self.pi) + normal_log_prob(value, 0.0, self.scale2)
         return ops.sum(ops.logaddexp(log_p1, log_p2))
+
+    def variance(self, variables=None):
+        return self.pi * self.scale1**2 + (1.0 - self.pi) * self.scale2**2
 
     def get_config(self):
         return {"pi": self.pi, "scale1": self.scale1, "scale2": self.scale2}
@@ -222,6 +235,9 @@ class HierarchicalNormal(Prior):
         """The learned prior scale s (a tensor)."""
         return positive_scale(variables["scale"])
 
+    def variance(self, variables=None):
+        return ops.square(self.scale(variables))
+
     def _hyperprior_log_prob(self, scale):
         # HalfCauchy(0, b): log 2 - log(pi b) - log(1 + (s / b)^2).
         b = self.hyperprior_scale
@@ -273,6 +289,12 @@ class DistributionPrior(Prior):
 
     def log_prob(self, value, variables=None):
         return ops.sum(self.distribution.log_prob(value))
+
+    def variance(self, variables=None):
+        # A distribution without a finite variance (Cauchy) leaves the posterior
+        # variance bounded by the data term alone.
+        variance = ops.cast(self.distribution.variance(), "float32")
+        return ops.where(ops.isfinite(variance), variance, 1e30)
 
     def get_config(self):
         import tensorflow as tf

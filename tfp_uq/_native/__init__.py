@@ -120,7 +120,7 @@ def _self_check(path):
     import numpy as np
     import tensorflow as tf
 
-    from tfp_uq import _random, priors
+    from tfp_uq import _parameterization, _random, priors
 
     lib = tf.load_op_library(path)
     seed, shape = tf.constant([3, -4], "int64"), tf.constant([65, 33])
@@ -129,12 +129,26 @@ def _self_check(path):
         np.testing.assert_allclose(lib.tfp_uq_random(shape, seed, distribution=name), expected, rtol=1e-5, atol=1e-6)
     loc = tf.random.stateless_normal([65, 33], [1, 2])
     rho = tf.random.stateless_normal([65, 33], [3, 4]) * 3.0 - 3.0
-    sample, kl, _, _ = lib.tfp_uq_normal_posterior(
-        loc, rho, seed, kind="sample", substream=0, prior_loc=0.0, prior_scale=1.0, floor=priors.SCALE_FLOOR
-    )
-    scale = priors.positive_scale(rho)
-    np.testing.assert_allclose(sample, loc + scale * _random.normal(loc.shape, seed), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(kl, priors.Normal().kl_divergence(loc, scale, None), rtol=1e-5)
+    energy, kl_weight = tf.random.stateless_uniform([65, 1], [5, 6]) * 2.0, tf.constant(1e-3)
+    for parameterization, scale in (
+        ("softplus", priors.positive_scale(rho)),
+        ("curvature", _parameterization.curvature_scale(rho, energy, kl_weight, 1.0)),
+    ):
+        sample, kl, _, _ = lib.tfp_uq_normal_posterior(
+            loc,
+            rho,
+            seed,
+            energy,
+            kl_weight,
+            kind="sample",
+            substream=0,
+            prior_loc=0.0,
+            prior_scale=1.0,
+            floor=priors.SCALE_FLOOR,
+            parameterization=parameterization,
+        )
+        np.testing.assert_allclose(sample, loc + scale * _random.normal(loc.shape, seed), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(kl, priors.Normal().kl_divergence(loc, scale, None), rtol=1e-5)
 
 
 def library():
@@ -171,7 +185,7 @@ def _register_gradient(lib):
         grad_loc, grad_rho = lib.tfp_uq_normal_posterior_grad(
             grad_output, grad_kl, loc, op.outputs[2], op.outputs[3], **attributes
         )
-        return grad_loc, grad_rho, None
+        return grad_loc, grad_rho, None, None, None
 
     def _no_second_order(op, *grads):
         raise LookupError(
@@ -219,7 +233,7 @@ def random(distribution, shape, seed, training):
     return lib.tfp_uq_random(shape, seed, distribution=distribution)
 
 
-def posterior_draws(posteriors, seed, output, prior, training):
+def posterior_draws(posteriors, seed, output, prior, training, scale_inputs=None):
     """`BayesianLayer.draw_posteriors` by the compiled kernels, or None.
 
     Args:
@@ -229,6 +243,10 @@ def posterior_draws(posteriors, seed, output, prior, training):
         output: "sample", "perturbation" or "scale".
         prior: the layer's prior.
         training: the layer call's `training` argument.
+        scale_inputs: None for the softplus scale; for the curvature scale
+            `({name: energy}, kl_weight)` as `BayesianLayer` passes them, each
+            energy a scalar or laid out [rows, 1 or columns] against the
+            weight's last two axes.
 
     Returns:
         `(drawn, kl)` as `draw_posteriors` returns them, or None when the
@@ -246,17 +264,32 @@ def posterior_draws(posteriors, seed, output, prior, training):
         or not _applies(lib, seed, training)
     ):
         return None
+    import tensorflow as tf
+
+    from tfp_uq import _parameterization
+
+    if scale_inputs is None:
+        parameterization, energies, kl_weight = "softplus", {}, tf.zeros([])
+    else:
+        parameterization, (energies, kl_weight) = "curvature", scale_inputs
     drawn, kl = {}, 0.0
     for index, (name, (loc, rho, _)) in enumerate(posteriors.items()):
+        energy = energies.get(name, tf.zeros([0, 1]))
+        if energy.shape.rank == 0:  # one energy for every row (a bias's, a layer that keeps no statistics)
+            energy = tf.broadcast_to(tf.reshape(energy, [1, 1]), [loc.shape[-2] if loc.shape.rank > 1 else 1, 1])
         drawn[name], weight_kl, _, _ = lib.tfp_uq_normal_posterior(
             loc,
             rho,
             seed,
+            energy,
+            kl_weight,
             kind=output,
             substream=_random.stream(_random.Stream.WEIGHT, index),
             prior_loc=prior.loc,
             prior_scale=prior.scale,
             floor=priors.SCALE_FLOOR,
+            parameterization=parameterization,
+            min_kl_weight=_parameterization.MIN_KL_WEIGHT,
         )
         kl = kl + weight_kl
     return drawn, kl

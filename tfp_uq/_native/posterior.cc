@@ -3,7 +3,11 @@
 // them; see its docstring for when they are used).
 //
 // TfpUqNormalPosterior, elementwise over a weight's posterior (loc, rho):
-//   scale = softplus(rho) + floor
+//   scale = softplus(rho) + floor                          (parameterization "softplus")
+//   scale = (1 / prior_scale^2 + c exp(rho))^(-1/2) + floor (parameterization "curvature")
+// with c = energy / max(kl_weight, min_kl_weight) (tfp_uq/_parameterization.py),
+// energy laid out as [rows, 1] or [rows, columns] against a weight of shape
+// [..., rows, columns] (a bias: [1, 1] against [columns]);
 //   output = loc + scale * eps   ("sample"), scale * eps ("perturbation"),
 //            or scale            ("scale")
 //   kl = KL(N(loc, scale^2) || N(prior_loc, prior_scale^2)), summed
@@ -12,8 +16,10 @@
 // as XLA computes it; equal to it up to float rounding). It also writes the two
 // factors of the gradient with respect to rho, so the backward pass
 // (TfpUqNormalPosteriorGrad) is two multiply-adds per element, not a second draw:
-//   d output / d rho * (1 / g) = noise * sigmoid(rho)        (noise: eps, or 1)
-//   d kl / d rho               = (scale / prior_scale^2 - 1 / scale) * sigmoid(rho)
+//   d output / d rho * (1 / g) = noise * d scale / d rho        (noise: eps, or 1)
+//   d kl / d rho               = (scale / prior_scale^2 - 1 / scale) * d scale / d rho
+// where d scale / d rho is sigmoid(rho) (softplus) or -u (1 - u^2 / prior_scale^2) / 2
+// with u = scale - floor (curvature).
 // The element loops are written so that the compiler vectorises them (its own
 // exp and log polynomials, Cephes' as in Eigen; selects instead of branches).
 
@@ -139,6 +145,10 @@ TFP_UQ_INLINE float NormalFromBits(uint32_t bits) {
 }
 
 enum class Output { kSample, kPerturbation, kScale };
+// How rho maps to the scale: softplus, or the curvature form with one
+// coefficient c for the whole span of elements (a row of a Dense kernel, a
+// bias) or one per element (the [rows, columns] layout of a convolution's).
+enum class Scale { kSoftplus, kCurvatureRow, kCurvatureElement };
 
 struct Keys {
   uint32_t key0, key1;
@@ -157,20 +167,35 @@ struct Prior {
   float loc, inverse_variance;
 };
 
-// One block of the forward pass; returns the block's sum of KL terms (without
-// the per-element constant log(prior_scale) - 1/2).
-template <Output kOutput>
-float ForwardBlock(const float* __restrict loc, const float* __restrict rho, float* __restrict output,
-                   float* __restrict output_drho, float* __restrict kl_drho, int32_t begin,
-                   int32_t end, Keys keys, Prior prior, float floor) {
+// One span of the forward pass; returns the span's sum of KL terms (without
+// the per-element constant log(prior_scale) - 1/2). `energy` points to the
+// span's first energy (curvature only).
+template <Output kOutput, Scale kScale>
+float ForwardSpan(const float* __restrict loc, const float* __restrict rho, float* __restrict output,
+                  float* __restrict output_drho, float* __restrict kl_drho, int32_t begin, int32_t end,
+                  Keys keys, Prior prior, float floor, const float* __restrict energy,
+                  float inverse_kl_weight) {
+  const float row_coefficient = kScale == Scale::kCurvatureRow ? energy[0] * inverse_kl_weight : 0.0f;
   float kl = 0.0f;
 #pragma omp simd reduction(+ : kl)
   for (int32_t i = begin; i < end; ++i) {
     const float r = rho[i];
     const float t = ExpNonPositive(-std::fabs(r));
-    const float softplus = (r > 0.0f ? r : 0.0f) + Log1p(t);
-    const float sigmoid = (r > 0.0f ? 1.0f : t) / (1.0f + t);
-    const float scale = (r != r ? r : softplus) + floor;  // NaN stays NaN
+    float scale, dscale;
+    if (kScale == Scale::kSoftplus) {
+      const float softplus = (r > 0.0f ? r : 0.0f) + Log1p(t);
+      dscale = (r > 0.0f ? 1.0f : t) / (1.0f + t);  // sigmoid(rho)
+      scale = (r != r ? r : softplus) + floor;  // NaN stays NaN
+    } else {
+      const float c = kScale == Scale::kCurvatureRow ? row_coefficient : energy[i - begin] * inverse_kl_weight;
+      // u^2 = 1 / (p + c e^r), written with t = e^-|r| so that nothing overflows.
+      const bool positive = r > 0.0f;
+      const float variance = (positive ? t : 1.0f) / (positive ? prior.inverse_variance * t + c
+                                                             : prior.inverse_variance + c * t);
+      const float u = std::sqrt(variance);
+      dscale = -0.5f * u * (1.0f - prior.inverse_variance * variance);
+      scale = (r != r ? r : u) + floor;
+    }
     float noise = 1.0f;
     if (kOutput != Output::kScale) {
       noise = NormalFromBits(Xxh32(static_cast<uint32_t>(i), keys.key1, keys.key0));
@@ -182,10 +207,20 @@ float ForwardBlock(const float* __restrict loc, const float* __restrict rho, flo
     }
     const float centred = loc[i] - prior.loc;
     kl += (scale * scale + centred * centred) * (0.5f * prior.inverse_variance) - Log(scale);
-    output_drho[i] = noise * sigmoid;
-    kl_drho[i] = (scale * prior.inverse_variance - 1.0f / scale) * sigmoid;
+    output_drho[i] = noise * dscale;
+    kl_drho[i] = (scale * prior.inverse_variance - 1.0f / scale) * dscale;
   }
   return kl;
+}
+
+using ForwardFn = float (*)(const float*, const float*, float*, float*, float*, int32_t, int32_t, Keys, Prior,
+                            float, const float*, float);
+
+template <Output kOutput>
+ForwardFn ForwardOf(Scale scale) {
+  return scale == Scale::kSoftplus       ? ForwardSpan<kOutput, Scale::kSoftplus>
+         : scale == Scale::kCurvatureRow ? ForwardSpan<kOutput, Scale::kCurvatureRow>
+                                         : ForwardSpan<kOutput, Scale::kCurvatureElement>;
 }
 
 void BackwardBlock(const float* __restrict grad_output, float grad_kl, const float* __restrict loc,
@@ -292,8 +327,12 @@ class PosteriorKernelBase : public OpKernel {
 class NormalPosteriorOp : public PosteriorKernelBase {
  public:
   explicit NormalPosteriorOp(OpKernelConstruction* context) : PosteriorKernelBase(context) {
+    std::string parameterization;
     OP_REQUIRES_OK(context, context->GetAttr("substream", &substream_));
     OP_REQUIRES_OK(context, context->GetAttr("floor", &floor_));
+    OP_REQUIRES_OK(context, context->GetAttr("parameterization", &parameterization));
+    OP_REQUIRES_OK(context, context->GetAttr("min_kl_weight", &min_kl_weight_));
+    curvature_ = parameterization == "curvature";
   }
 
   void Compute(OpKernelContext* context) override {
@@ -312,6 +351,21 @@ class NormalPosteriorOp : public PosteriorKernelBase {
     OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({}), &kl));
     OP_REQUIRES_OK(context, context->allocate_output(2, loc.shape(), &output_drho));
     OP_REQUIRES_OK(context, context->allocate_output(3, loc.shape(), &kl_drho));
+    // Curvature: energy [rows, 1 or columns] against loc [..., rows, columns].
+    const Tensor& energy = context->input(3);
+    int64_t rows = 1, columns = 1, energy_columns = 1;
+    float inverse_kl_weight = 0.0f;
+    if (curvature_) {
+      columns = loc.dims() > 0 ? loc.dim_size(loc.dims() - 1) : 1;
+      rows = energy.dims() == 2 ? energy.dim_size(0) : 0;
+      energy_columns = energy.dims() == 2 ? energy.dim_size(1) : 0;
+      const int64_t loc_rows = loc.dims() > 1 ? loc.dim_size(loc.dims() - 2) : 1;
+      OP_REQUIRES(context, rows == loc_rows && (energy_columns == 1 || energy_columns == columns),
+                  absl::InvalidArgumentError("energy must be [rows, 1] or [rows, columns] of loc's last two axes"));
+      const float kl_weight = context->input(4).scalar<float>()();
+      inverse_kl_weight = 1.0f / std::max(kl_weight, min_kl_weight_);
+    }
+    const float* energy_data = curvature_ ? energy.flat<float>().data() : nullptr;
     const Keys keys = KeysOf(seed, substream_);
     const float* loc_data = loc.flat<float>().data();
     const float* rho_data = rho.flat<float>().data();
@@ -319,12 +373,27 @@ class NormalPosteriorOp : public PosteriorKernelBase {
     float* output_drho_data = output_drho->flat<float>().data();
     float* kl_drho_data = kl_drho->flat<float>().data();
     std::vector<float> block_kl((size + kBlock - 1) / kBlock);
+    const Scale scale = !curvature_ ? Scale::kSoftplus
+                        : energy_columns == 1 ? Scale::kCurvatureRow
+                                              : Scale::kCurvatureElement;
+    const ForwardFn forward = output_ == Output::kSample         ? ForwardOf<Output::kSample>(scale)
+                              : output_ == Output::kPerturbation ? ForwardOf<Output::kPerturbation>(scale)
+                                                                 : ForwardOf<Output::kScale>(scale);
     ForBlocks(context, size, 200, [&](int64_t block, int32_t begin, int32_t end) {
-      auto forward = output_ == Output::kSample         ? ForwardBlock<Output::kSample>
-                     : output_ == Output::kPerturbation ? ForwardBlock<Output::kPerturbation>
-                                                        : ForwardBlock<Output::kScale>;
-      block_kl[block] = forward(loc_data, rho_data, output_data, output_drho_data, kl_drho_data,
-                                begin, end, keys, prior_, floor_);
+      float block_sum = 0.0f;
+      // Spans within a row of loc's last axis share the energy's row.
+      for (int32_t span = begin; span < end;) {
+        const int64_t within = span % (rows * columns), column = within % columns;
+        const int32_t span_end = curvature_ ? static_cast<int32_t>(std::min<int64_t>(end, span + columns - column))
+                                            : end;
+        const float* span_energy =
+            curvature_ ? energy_data + (within / columns) * energy_columns + (energy_columns == 1 ? 0 : column)
+                       : nullptr;
+        block_sum += forward(loc_data, rho_data, output_data, output_drho_data, kl_drho_data, span, span_end,
+                             keys, prior_, floor_, span_energy, inverse_kl_weight);
+        span = span_end;
+      }
+      block_kl[block] = block_sum;
     });
     double total = static_cast<double>(size) * (log_prior_scale_ - 0.5);
     for (float value : block_kl) total += value;
@@ -333,7 +402,8 @@ class NormalPosteriorOp : public PosteriorKernelBase {
 
  private:
   int64_t substream_;
-  float floor_;
+  float floor_, min_kl_weight_;
+  bool curvature_;
 };
 
 class NormalPosteriorGradOp : public PosteriorKernelBase {
@@ -373,11 +443,15 @@ REGISTER_OP("TfpUqNormalPosterior")
     .Input("loc: float")
     .Input("rho: float")
     .Input("seed: int64")
+    .Input("energy: float")
+    .Input("kl_weight: float")
     .Attr("kind: {'sample', 'perturbation', 'scale'}")
     .Attr("substream: int")
     .Attr("prior_loc: float")
     .Attr("prior_scale: float")
     .Attr("floor: float")
+    .Attr("parameterization: {'softplus', 'curvature'} = 'softplus'")
+    .Attr("min_kl_weight: float = 1e-12")
     .Output("output: float")
     .Output("kl: float")
     .Output("output_drho: float")

@@ -1,8 +1,9 @@
 """What every stochastic tfp_uq layer shares: seed, point outputs, KL term, posteriors.
 
 A `BayesianLayer` holds, for each Bayesian weight, a mean-field Normal
-posterior q(w) = N(loc, scale^2) with scale = softplus(rho) + floor
-(`tfp_uq._parameterization`). Its KL to the prior enters the loss through
+posterior q(w) = N(loc, scale^2) whose scale comes from a raw variable `rho`
+(`tfp_uq._parameterization`: by default the posterior precision is the prior's
+plus N times the input's mean square times exp(rho)). Its KL to the prior enters the loss through
 `add_loss`, multiplied by the layer's `kl_weight`, which lives in a
 non-trainable variable that callbacks may change during `fit`
 (`tfp_uq.callbacks.KLAnnealing`).
@@ -196,9 +197,9 @@ class VariationalLayer(StochasticLayer):
         return config
 
 
-def _draw_with(layer, seed, output, values):
+def _draw_with(layer, seed, output, values, scale_inputs):
     """`layer()._draw_posteriors(...)` for a weak reference `layer` (the compiled draw's body)."""
-    return layer()._draw_posteriors(seed, output, values)
+    return layer()._draw_posteriors(seed, output, values, scale_inputs)
 
 
 class BayesianLayer(VariationalLayer):
@@ -217,7 +218,12 @@ class BayesianLayer(VariationalLayer):
     Args:
         prior: a `tfp_uq.priors.Prior`, a `tfp.distributions.Distribution` or
             None (standard Normal).
-        posterior_scale_init: initial posterior standard deviation (> 0).
+        posterior_scale_init: None (default) for the curvature parameterisation
+            of the scale (`tfp_uq._parameterization`): the posterior precision
+            is the prior's plus N * (mean square of the weight's input) * a
+            learned curvature, which starts tight. A number (> 0) instead makes
+            the scale softplus(rho) + floor starting at that standard
+            deviation, the parameterisation of models saved before.
         kl_weight: weight of the KL term, usually 1 / number of training
             examples (see `VariationalLayer`).
         seed: integer seed of the layer's random draws, or None.
@@ -234,13 +240,15 @@ class BayesianLayer(VariationalLayer):
     # (`tfp_uq.predict` then bounds the samples per call).
     unrolls_samples = False
 
-    def __init__(self, prior=None, posterior_scale_init=1e-3, kl_weight=None, seed=None, deterministic=False, **kwargs):
+    def __init__(self, prior=None, posterior_scale_init=None, kl_weight=None, seed=None, deterministic=False, **kwargs):
         # Variables stay float32 under mixed precision; samples are cast to the
         # compute dtype just before the linear operation, the KL never is.
         kwargs.setdefault("autocast", False)
         super().__init__(kl_weight=kl_weight, seed=seed, deterministic=deterministic, **kwargs)
         self.prior = priors_lib.get(prior)
-        self.posterior_scale_init = _validation.positive("posterior_scale_init", posterior_scale_init)
+        if posterior_scale_init is not None:
+            posterior_scale_init = _validation.positive_finite("posterior_scale_init", posterior_scale_init)
+        self.posterior_scale_init = posterior_scale_init
         self._posteriors = {}
 
     # ----------------------------------------------------------------- weights
@@ -252,11 +260,11 @@ class BayesianLayer(VariationalLayer):
         variable `{name}_rho`.
         """
         loc = self.add_weight(name=name, shape=shape, initializer=initializer)
-        rho = self.add_weight(
-            name=f"{name}_rho",
-            shape=shape,
-            initializer=keras.initializers.Constant(float(_parameterization.raw_scale(self.posterior_scale_init))),
-        )
+        if self.uses_curvature_scale:
+            raw = _parameterization.initial_curvature_raw()
+        else:
+            raw = float(_parameterization.raw_scale(self.posterior_scale_init))
+        rho = self.add_weight(name=f"{name}_rho", shape=shape, initializer=keras.initializers.Constant(raw))
         self._posteriors[name] = WeightPosterior(loc, rho, self.prior.build(self, name, tuple(shape)))
         self.build_kl_weight()
         return loc
@@ -270,9 +278,39 @@ class BayesianLayer(VariationalLayer):
         """Posterior mean of weight `name` (float32 tensor)."""
         return ops.convert_to_tensor(self._posteriors[name].loc)
 
+    @property
+    def uses_curvature_scale(self):
+        """Whether the scales follow the curvature parameterisation (`posterior_scale_init=None`)."""
+        return self.posterior_scale_init is None
+
+    def posterior_energy(self, name):
+        """Mean square of the inputs that multiply weight `name`, broadcastable to it.
+
+        1 here (a bias's input, or a layer that keeps no input statistics);
+        layers that track their inputs' energy override it.
+        """
+        del name
+        return ops.ones((), "float32")
+
+    def _scale_inputs(self):
+        """What the curvature scales read besides rho: ({name: energy}, kl_weight), or None."""
+        if not self.uses_curvature_scale:
+            return None
+        energies = {name: self.posterior_energy(name) for name in self._posteriors}
+        return energies, ops.convert_to_tensor(self.kl_weight_variable)
+
+    def _scale(self, name, rho, prior_variables, scale_inputs):
+        if scale_inputs is None:
+            return _parameterization.positive_scale(rho)
+        energies, kl_weight = scale_inputs
+        variance = self.prior.variance(prior_variables)
+        return _parameterization.curvature_scale(rho, energies[name], kl_weight, variance)
+
     def posterior_scale(self, name):
         """Posterior standard deviation of weight `name` (float32 tensor)."""
-        return _parameterization.positive_scale(self._posteriors[name].rho)
+        posterior = self._posteriors[name]
+        rho = ops.convert_to_tensor(posterior.rho)
+        return self._scale(name, rho, posterior.prior_variables, self._scale_inputs())
 
     def prior_variables(self, name):
         """The variables the prior learns for weight `name` (a dict)."""
@@ -283,10 +321,10 @@ class BayesianLayer(VariationalLayer):
         return _random.stream(purpose, list(self._posteriors).index(name))
 
     # ------------------------------------------------------------------- draws
-    def _draw_posteriors(self, seed, output, values):
+    def _draw_posteriors(self, seed, output, values, scale_inputs=None):
         drawn, kl = {}, 0.0
         for index, (name, (loc, rho, prior_variables)) in enumerate(values.items()):
-            scale = _parameterization.positive_scale(rho)
+            scale = self._scale(name, rho, prior_variables, scale_inputs)
             noise = None
             if output in ("sample", "perturbation"):
                 stream = _random.substream(seed, _random.stream(_random.Stream.WEIGHT, index))
@@ -337,12 +375,15 @@ class BayesianLayer(VariationalLayer):
         # Variables go in as tensors: gradients then flow through the inputs
         # of the compiled function rather than through captured variables.
         values = {name: WeightPosterior(loc, rho, dict(prior)) for name, (loc, rho, prior) in self._posteriors.items()}
+        scale_inputs = self._scale_inputs()
         if keras.backend.backend() != "tensorflow":
-            return self._draw_posteriors(seed, output, values)
+            return self._draw_posteriors(seed, output, values, scale_inputs)
         import tensorflow as tf
 
         values = tf.nest.map_structure(tf.convert_to_tensor, values)
-        drawn = _native.posterior_draws(values, seed, output, self.prior, training)
+        if scale_inputs is not None:
+            scale_inputs = tf.nest.map_structure(tf.convert_to_tensor, scale_inputs)
+        drawn = _native.posterior_draws(values, seed, output, self.prior, training, scale_inputs)
         if drawn is not None:
             return drawn
 
@@ -351,7 +392,7 @@ class BayesianLayer(VariationalLayer):
             # one trace per layer of a large model would read as retracing.
             return tf.function(functools.partial(_draw_with, layer), jit_compile=True, autograph=False)
 
-        return _caches.compiled(self, "draw_posteriors", make)(seed, output, values)
+        return _caches.compiled(self, "draw_posteriors", make)(seed, output, values, scale_inputs)
 
     def sample_weights(self, name, seed, num_samples):
         """`num_samples` independent draws of weight `name`, stacked first."""

@@ -11,6 +11,13 @@ Most layers have one kernel. A layer that is a chain of linear maps (a
 separable convolution: depthwise, then pointwise) names its kernels in
 `kernel_names`, inputs first; each has its own posterior, the estimator
 applies its rule to each map in turn, and the bias follows the last.
+
+With the curvature parameterisation of the posterior scale (the default, see
+`tfp_uq._parameterization`) a layer whose kernel reads input channels (Dense, convolutions) keeps the
+running mean square of each input channel over its training calls (`input_energy`), as
+`keras.layers.BatchNormalization` keeps its moving statistics: the first
+1 / (1 - ENERGY_MOMENTUM) batches are averaged with equal weights (the first
+replaces the initial value), later ones exponentially.
 """
 
 import keras
@@ -20,7 +27,10 @@ from tfp_uq import _random, _validation
 from tfp_uq.layers._base import BayesianLayer
 from tfp_uq.layers._estimators import computed_once
 
-__all__ = ["REPLACED_OPTIONS", "BayesianLinear", "reject_replaced_options"]
+__all__ = ["ENERGY_MOMENTUM", "REPLACED_OPTIONS", "BayesianLinear", "reject_replaced_options"]
+
+# Momentum of the running mean square of the inputs (BatchNormalization's default).
+ENERGY_MOMENTUM = 0.99
 
 # Options of the Keras parameter layers that a Bayesian layer replaces, and with what.
 _PRIOR = "the prior's KL term regularises the weights: choose `prior=` instead"
@@ -84,6 +94,19 @@ class BayesianLinear(BayesianLayer):
 
     def build_kernel_and_bias(self, kernel_shape, bias_shape):
         """Creates the kernel posterior and the bias (posterior or point)."""
+        channels = self._input_channels(kernel_shape) if self.uses_curvature_scale else None
+        if channels is not None:
+            # "mean": under tf.distribute each replica's update of its own batch is averaged.
+            self.input_energy = self.add_weight(
+                name="input_energy",
+                shape=(channels,),
+                initializer="ones",
+                trainable=False,
+                aggregation="mean",
+            )
+            self.input_energy_count = self.add_weight(
+                name="input_energy_count", shape=(), initializer="zeros", trainable=False, aggregation="mean"
+            )
         self.kernel = self.add_posterior("kernel", kernel_shape, self.kernel_initializer)
         self.build_bias(bias_shape)
 
@@ -93,6 +116,45 @@ class BayesianLinear(BayesianLayer):
             self.bias = self.add_posterior("bias", bias_shape, self.bias_initializer)
         elif self.use_bias:
             self.bias = self.add_weight(name="bias", shape=bias_shape, initializer=self.bias_initializer)
+
+    # ------------------------------------------------------- input statistics
+    def _input_channels(self, kernel_shape):
+        """Number of input channels whose energy the layer tracks, or None.
+
+        None (here): the kernel's rows are not channels of the layer's input
+        (an einsum, a chain of maps), and the curvature scale reads energy 1.
+        """
+        del kernel_shape
+        return None
+
+    def _kernel_energy(self, energy):
+        """Per-channel input energy laid out to broadcast against the kernel (channels on axis -2)."""
+        return energy[:, None]
+
+    @property
+    def _tracks_input_energy(self):
+        return self.uses_curvature_scale and hasattr(self, "input_energy")
+
+    def posterior_energy(self, name):
+        if name == "kernel" and self._tracks_input_energy:
+            return self._kernel_energy(ops.convert_to_tensor(self.input_energy))
+        return super().posterior_energy(name)
+
+    def _update_input_energy(self, inputs):
+        """Moves `input_energy` towards this batch's mean square per channel."""
+        channel = self._channel_axis % len(inputs.shape)
+        axes = tuple(axis for axis in range(len(inputs.shape)) if axis != channel)
+        batch_energy = ops.mean(ops.square(ops.cast(inputs, self.input_energy.dtype)), axis=axes)
+        count = ops.convert_to_tensor(self.input_energy_count) + 1.0
+        rate = ops.maximum(1.0 / count, 1.0 - ENERGY_MOMENTUM)
+        energy = ops.convert_to_tensor(self.input_energy)
+        self.input_energy.assign(energy + rate * (batch_energy - energy))
+        self.input_energy_count.assign(count)
+
+    def call(self, inputs, training=None):
+        if training and self._tracks_input_energy:
+            self._update_input_energy(inputs)
+        return super().call(inputs, training)
 
     # ---------------------------------------------------------------- geometry
     def _linear(self, inputs, kernel, name="kernel"):

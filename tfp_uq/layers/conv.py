@@ -51,6 +51,16 @@ class BayesianConv(_spatial.BayesianSpatial):
         self.build_kernel_and_bias(self.kernel_size + (channels // self.groups, self.filters), (self.filters,))
         self.built = True
 
+    def _input_channels(self, kernel_shape):
+        return kernel_shape[-2] * self.groups
+
+    def _kernel_energy(self, energy):
+        if self.groups == 1:
+            return energy[:, None]
+        # Kernel[..., i, o] reads input channel (group of o) * channels_per_group + i.
+        per_group = ops.transpose(ops.reshape(energy, (self.groups, -1)))
+        return ops.repeat(per_group, self.filters // self.groups, axis=1)
+
     def _linear(self, inputs, kernel, name="kernel"):
         padding = self.padding
         if padding == "causal":

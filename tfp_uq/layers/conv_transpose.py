@@ -66,6 +66,14 @@ class BayesianConvTranspose(_spatial.BayesianSpatial):
         self.build_kernel_and_bias(self.kernel_size + (self.filters, channels), (self.filters,))
         self.built = True
 
+    def _input_channels(self, kernel_shape):
+        # Kernel[..., o, c] reads input channel c.
+        return kernel_shape[-1]
+
+    def _kernel_energy(self, energy):
+        # [rows, columns] of the kernel's last two axes, as the compiled kernels read it.
+        return ops.broadcast_to(energy[None, :], (self.filters, ops.shape(energy)[0]))
+
     def _linear(self, inputs, kernel, name="kernel"):
         return self._channels_last(
             lambda x, data_format: ops.conv_transpose(

@@ -38,6 +38,9 @@ class BayesianDense(_linear.BayesianLinear):
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
         self.built = True
 
+    def _input_channels(self, kernel_shape):
+        return kernel_shape[-2]
+
     def _linear(self, inputs, kernel, name="kernel"):
         return ops.matmul(inputs, kernel)
 
@@ -72,7 +75,12 @@ _COMMON_DOC = """
             if False it is an ordinary point-estimate weight.
         prior: a `tfp_uq.priors.Prior`, a `tfp.distributions.Distribution`,
             or None for N(0, 1).
-        posterior_scale_init: initial posterior standard deviation.
+        posterior_scale_init: None (default): the posterior precision is the
+            prior's plus N * (running mean square of the weight's input) *
+            a learned curvature, so weights of inputs that are always zero
+            keep the prior and scales follow 1 / sqrt(N); a number: scale =
+            softplus(rho) + floor starting at that standard deviation (the
+            parameterisation of models saved before).
         kl_weight: weight of the KL term, normally 1 / number of training
             examples (or use `tfp_uq.set_kl_weight(model, num_examples=N)`).
         seed: integer seed for the layer's random draws.

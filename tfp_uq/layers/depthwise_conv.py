@@ -53,6 +53,10 @@ class BayesianDepthwiseConv(_spatial.BayesianSpatial):
         )
         self.built = True
 
+    def _input_channels(self, kernel_shape):
+        # Kernel[..., c, m] reads input channel c.
+        return kernel_shape[-2]
+
     def _linear(self, inputs, kernel, name="kernel"):
         return depthwise(self, inputs, kernel)
 

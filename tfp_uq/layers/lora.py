@@ -29,7 +29,9 @@ class BayesianLoRA(WrapsLayer, BayesianLayer):
         rank: rank of the update (1 <= rank <= min(fan_in, units)).
         alpha: scale of the update (default: rank, i.e. a factor of 1).
         prior, posterior_scale_init, kl_weight, seed, deterministic: as in
-            `tfp_uq.layers.DenseFlipout`.
+            `tfp_uq.layers.DenseFlipout`; with the default curvature scale the
+            adapters' scales take unit input energy (this layer keeps no
+            input statistics).
 
     Example:
 
