@@ -63,7 +63,9 @@ def test_posterior_mean_layer_equals_keras_with_the_same_weights_masking_include
 def test_sampling_with_posterior_scales_near_zero_equals_keras(ours_cls, keras_cls):
     ours, _, (model, reference) = _twins(ours_cls, keras_cls, return_sequences=True)
     for posterior in ours.posteriors.values():
-        posterior.rho.assign(np.full(posterior.rho.shape, -20.0, "float32"))  # scale: the 1e-6 floor
+        # Scale at the 1e-6 floor: a huge curvature (the default scale), or softplus(-20).
+        raw = 60.0 if ours.uses_curvature_scale else -20.0
+        posterior.rho.assign(np.full(posterior.rho.shape, raw, "float32"))
     np.testing.assert_allclose(_outputs(model)[0], _outputs(reference)[0], atol=1e-4)
     assert not ours.deterministic
 
