@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 # tfp_uq's C++ kernels (optional: without a compiler the layers use XLA-compiled draws).
 NATIVE := $(VENV)/.native
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test test-all lint format bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ demo: $(NATIVE)
 	$(VENV)/bin/tfp-uq demo
 
 # One pytest worker per core; a test file runs on one worker, so its module fixtures are built once.
+# `make test` leaves out the tests marked slow (long statistical runs, subprocess backends); `make test-all` runs them too.
+XDIST := -n auto --dist loadfile
+
 test: $(NATIVE)
-	$(PY) -m pytest -q -n auto --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(XDIST) -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(NATIVE)
+	$(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
