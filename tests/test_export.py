@@ -6,29 +6,14 @@ import sys
 import keras
 import numpy as np
 import pytest
+from _serving import NO_TFP_UQ as _NO_TFP_UQ
+from _serving import serve_in_fresh_process as _serve_in_fresh_process
 
 import tfp_uq
 from tfp_uq import layers
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "_scripts", "serve_export.py")
 SERVE_MANY = os.path.join(os.path.dirname(__file__), "_scripts", "serve_exports.py")
 X = np.random.default_rng(0).normal(size=(7, 4)).astype("float32")
-
-_NO_TFP_UQ = {**os.environ, "PYTHONPATH": ""}  # the served process cannot import tfp_uq
-
-
-def _serve_in_fresh_process(path, x, tmp_path):
-    np.save(tmp_path / "x.npy", x)
-    completed = subprocess.run(
-        [sys.executable, SCRIPT, str(path), str(tmp_path / "x.npy")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=str(tmp_path),
-        env=_NO_TFP_UQ,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def test_classifier_export_serves_uncertainty_without_tfp_uq(tmp_path):

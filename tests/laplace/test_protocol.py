@@ -1,19 +1,14 @@
 """A LaplacePosterior through the public entry points: predict, export, conformal calibration, save / load."""
 
-import json
 import math
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
+from _serving import serve_in_fresh_process
 
 import tfp_uq
 from tfp_uq import laplace
-
-SERVE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "_scripts", "serve_export.py")
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +44,7 @@ def sine():
 
 
 def _serve(path, x, tmp_path):
-    np.save(tmp_path / "x.npy", x)
-    completed = subprocess.run(
-        [sys.executable, SERVE, str(path), str(tmp_path / "x.npy")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=str(tmp_path),
-        env={**os.environ, "PYTHONPATH": ""},
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    served = json.loads(completed.stdout.strip().splitlines()[-1])
+    served = serve_in_fresh_process(path, x, tmp_path)
     assert not served["tfp_uq_imported"]
     return {key: np.asarray(value) for key, value in served["outputs"].items()}
 

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from _serving import serve_in_fresh_process
 from keras import ops
 
 import tfp_uq
@@ -472,17 +473,7 @@ def test_a_model_trained_with_ivon_predicts_exports_and_saves_as_its_posterior(t
     variances = 1.0 / (20.0 * (np.array([0.3, 1.5, 9.5]) + 0.5))
     np.testing.assert_allclose(result.epistemic_variance[:, 0], x**2 @ variances + 0.01, rtol=0.1)
     path = tfp_uq.export(model, tmp_path / "served", num_samples=4000, seed=0, task="regression")
-    np.save(tmp_path / "x.npy", x)
-    completed = subprocess.run(
-        [sys.executable, os.path.join(SCRIPTS, "serve_export.py"), str(path), str(tmp_path / "x.npy")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=str(tmp_path),
-        env={**os.environ, "PYTHONPATH": ""},
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    served = json.loads(completed.stdout.strip().splitlines()[-1])
+    served = serve_in_fresh_process(path, x, tmp_path)
     assert not served["tfp_uq_imported"]
     np.testing.assert_allclose(
         np.square(served["outputs"]["epistemic_std"])[:, 0], result.epistemic_variance[:, 0], rtol=1e-3
