@@ -104,9 +104,11 @@ def build(compiler=None):
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"Compiling {_SOURCE.name} failed:\n{' '.join(command)}\n{result.stderr[-4000:]}")
-        # In a fresh process: a library whose ops are registered cannot be replaced.
+        # In a fresh process that never loads the installed kernels: a library whose ops are
+        # registered cannot be replaced, and loading two registers every op twice.
         check = f"from tfp_uq._native import _self_check; _self_check({str(built)!r})"
-        result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+        environment = {**os.environ, ENVIRONMENT_SWITCH: "0"}
+        result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=environment)
         if result.returncode != 0:
             raise RuntimeError(f"The kernels built with {compiler} failed their check:\n{result.stderr[-4000:]}")
         for stale in target.parent.glob("_posterior-*.so"):
