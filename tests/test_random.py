@@ -1,6 +1,10 @@
 """Checks of the seeded draws in `tfp_uq._random`: the hash, then statistics."""
 
+import json
+import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -152,3 +156,26 @@ def test_folded_seeds_differ_per_value_and_repeat_per_value():
     # Layer seeds folded from one base never repeat each other's offset sub-streams.
     offsets = {(int(words[0]) + n * _random._SUBSTREAM_STRIDE) % 2**32 for words in folded for n in range(16)}
     assert len(offsets) == 200 * 16
+
+
+def test_jax_draws_the_same_numbers_as_tensorflow():
+    # One model, the same seeds, the same weights drawn on either backend (JAX in a subprocess: its backend is
+    # fixed at import). The Normal values agree exactly here: XLA computes both inverse CDFs alike.
+    pytest.importorskip("jax", reason="the test extra installs jax")
+    seed, shape, index = [3, -4], [65, 33], [[0, 5, 2144], [7, 7, 1]]
+    script = os.path.join(os.path.dirname(__file__), "_scripts", "jax_draws.py")
+    completed = subprocess.run(
+        [sys.executable, script, json.dumps(seed), json.dumps(shape), json.dumps(index)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    drawn = {name: np.asarray(value) for name, value in json.loads(completed.stdout.strip().splitlines()[-1]).items()}
+    seed, index = tf.constant(seed), tf.constant(index, "int64")
+    np.testing.assert_array_equal(drawn["rademacher"], _random.rademacher(shape, seed).numpy())
+    np.testing.assert_array_equal(drawn["uniform"], _random.uniform(shape, seed).numpy())
+    np.testing.assert_allclose(drawn["normal"], _random.normal(shape, seed).numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(drawn["normal_at"], _random.normal_at(index, seed).numpy(), rtol=1e-6, atol=1e-6)
+    per_row = _random.normal_at(index, _random.sample_seeds(seed, 2)).numpy()
+    np.testing.assert_allclose(drawn["normal_at_per_row"], per_row, rtol=1e-6, atol=1e-6)
