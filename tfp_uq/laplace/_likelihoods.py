@@ -48,8 +48,8 @@ class Likelihood:
         return f
 
     def log_likelihood(self, statistic, noise_precision, num_targets):
-        """The log-likelihood from the summed `statistic` (tensors; noise_precision ignored without noise)."""
-        return statistic
+        """`(log-likelihood, its derivative in noise_precision)` from the summed `statistic` (floats)."""
+        return statistic, 0.0
 
 
 class Categorical(Likelihood):
@@ -122,9 +122,9 @@ class Gaussian(Likelihood):
         return ops.ones_like(f)
 
     def log_likelihood(self, statistic, noise_precision, num_targets):
-        return (
-            0.5 * num_targets * (ops.log(noise_precision) - math.log(2 * math.pi)) - 0.5 * noise_precision * statistic
-        )
+        log_normaliser = 0.5 * num_targets * (math.log(noise_precision) - math.log(2 * math.pi))
+        value = log_normaliser - 0.5 * noise_precision * statistic
+        return value, 0.5 * num_targets / noise_precision - 0.5 * statistic
 
 
 class HeteroscedasticGaussian(Likelihood):

@@ -200,16 +200,15 @@ class LaplacePosterior(_posterior.Posterior):
                     "noise_scale applies only to regression with one noise scale (a mean squared error loss)"
                 )
             noise_precision = 1.0 / _validation.positive("noise_scale", noise_scale) ** 2
-        value = marglik.log_marginal_likelihood(
+        return marglik.log_marginal_likelihood(
             self.structure,
             self.likelihood,
             self._statistics(),
             self._mean_blocks(),
             self._config["prior_structure"],
-            tf.constant(values, tf.float64),
-            tf.constant(noise_precision, tf.float64),
+            values,
+            noise_precision,
         )
-        return float(value)
 
     def _statistics(self):
         return {key: self._config[key] for key in ("statistic", "count", "num_targets")}
@@ -218,9 +217,7 @@ class LaplacePosterior(_posterior.Posterior):
         return self._config["noise_precision"] if self.likelihood.learns_noise else 1.0
 
     def _prior_blocks(self, values):
-        return marglik.expand_prior(
-            self._config["prior_structure"], tf.constant(values, tf.float64), self.structure.shapes
-        )
+        return marglik.expand_prior(self._config["prior_structure"], values, self.structure.shapes)
 
     def _mean_blocks(self):
         sizes = np.cumsum([rows * columns for rows, columns in self.structure.shapes])[:-1]
