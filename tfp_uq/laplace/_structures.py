@@ -73,6 +73,17 @@ def _log_det_of_sums(h, curvatures, prior):
     return value, gradient_h, [1.0 / values for values in precisions]
 
 
+def _eigh(factor):
+    """`(eigenvalues, eigenvectors)` of a symmetric PSD factor, by TensorFlow.
+
+    NumPy's LAPACK runs its threads in lockstep, which stalls on a busy host:
+    a 130 x 130 factor took 450 ms on 2 shared cores, 3 ms in TensorFlow.
+    """
+    values, basis = tf.linalg.eigh(tf.constant(factor, tf.float64))
+    # Rounding can make the smallest eigenvalues of a PSD factor slightly negative.
+    return np.maximum(values.numpy(), 0.0), basis.numpy()
+
+
 class Kron(Structure):
     """Kronecker-factored GGN per block (statistics `rows_i`: A_i, `columns_i`: G_i)."""
 
@@ -82,10 +93,9 @@ class Kron(Structure):
         super().__init__(shapes, statistics)
         self._eigen = []
         for index in range(len(self.shapes)):
-            values_a, basis_a = np.linalg.eigh(self.statistics[f"rows_{index}"])
-            values_g, basis_g = np.linalg.eigh(self.statistics[f"columns_{index}"])
-            # Rounding can make the smallest eigenvalues of a PSD factor slightly negative.
-            self._eigen.append((np.maximum(values_a, 0.0), basis_a, np.maximum(values_g, 0.0), basis_g))
+            values_a, basis_a = _eigh(self.statistics[f"rows_{index}"])
+            values_g, basis_g = _eigh(self.statistics[f"columns_{index}"])
+            self._eigen.append((values_a, basis_a, values_g, basis_g))
         # The eigenvalues of A (x) G, laid out as the block in the basis Q_A (x) Q_G.
         self._products = [np.outer(values_a, values_g) for values_a, _, values_g, _ in self._eigen]
 

@@ -308,4 +308,4 @@ def fit(
             for key, value in structure.posterior_arrays(noise_precision, prior_blocks).items()
         },
     }
-    return LaplacePosterior(model, config, arrays, structure)
+    return LaplacePosterior(model, config, arrays, structure, function)
