@@ -197,8 +197,6 @@ class GraphFunction:
             )
             for b in self.blocks
         ]
-        #: Whether the Jacobians need a pass back through the network (else f's inputs give them).
-        self.needs_backward = not all(self.identity)
         taps["inputs"] = [call_of(b.layer)[0] for b in self.blocks]
         taps["outputs"] = [call_of(b.layer)[1] for b, identity in zip(self.blocks, self.identity) if not identity]
         self._taps = keras.Model(inputs, taps)
@@ -261,7 +259,6 @@ class StatelessFunction:
     def __init__(self, model, blocks, logits):
         self.model, self.blocks, self._logits = model, list(blocks), logits
         self.identity = [False] * len(self.blocks)
-        self.needs_backward = True
 
     def _f(self, outputs):
         return _logits_of_probabilities(outputs) if self._logits else outputs

@@ -62,7 +62,7 @@ class Categorical(Likelihood):
         if len(y.shape) == len(f.shape) and y.shape[-1] == f.shape[-1] and y.shape[-1] != 1:
             per_example = ops.sum(ops.cast(y, f.dtype) * log_probs, axis=-1)
         else:
-            # A one-hot mask: three ops, where take_along_axis's broadcasting makes a dozen (an eager pass pays each).
+            # A one-hot mask: three ops, where take_along_axis's broadcasting makes a dozen to trace.
             mask = ops.one_hot(ops.reshape(y, (-1,)), f.shape[-1], dtype=f.dtype)
             per_example = ops.sum(mask * log_probs, axis=-1)
         return ops.sum(weights * per_example)

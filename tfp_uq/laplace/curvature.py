@@ -28,9 +28,6 @@ from tfp_uq.laplace import _data, _function
 __all__ = ["HESSIANS", "accumulate"]
 
 HESSIANS = ("kron", "diag", "full")
-# A pass of at most this many batches that needs no pass back (a last-layer posterior of a Dense head) runs
-# eagerly: tracing its step cost 140 ms on 2 shared cores, more than 8 eager batches of 128 (80 ms).
-_EAGER_MAX_BATCHES = 16
 
 
 def _float64(value):
@@ -99,33 +96,25 @@ def batch_statistics(hessian, function, likelihood, inputs, targets, weights):
     return statistics
 
 
-def _step(hessian, function, likelihood, num_batches, jit_compile):
-    """`batch_statistics` of one batch: compiled (`jit_compile`: with XLA), or eager for a short forward-only pass."""
-
-    def step(inputs, targets, weights):
-        return batch_statistics(hessian, function, likelihood, inputs, targets, weights)
-
-    short = num_batches is not None and num_batches <= _EAGER_MAX_BATCHES
-    if short and not (jit_compile or function.needs_backward):
-        return step
-    compiled = tf.function(step, jit_compile=jit_compile, reduce_retracing=True, autograph=False)
-    return lambda *batch: _function.run_compiled(compiled, *batch)
-
-
 def accumulate(hessian, function, likelihood, batches, verbose=1, jit_compile=True):
     """Sums of `batch_statistics` over `batches` (a `_data.Batches`), with a progress bar.
 
-    Each batch runs one compiled function (`jit_compile`: with XLA), except
-    for a short pass that needs no pass back, which runs eagerly.
+    Each batch runs one compiled function (`jit_compile`: with XLA). Eagerly,
+    8 batches of a last-layer pass on digits cost as much as tracing (about
+    140 ms each way on the busy 2-core host), so the pass is always traced.
 
     Returns:
         A dict of float64 NumPy arrays; "rows_i" are already divided by the count.
     """
-    step = _step(hessian, function, likelihood, batches.num_batches, jit_compile)
+
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True, autograph=False)
+    def step(inputs, targets, weights):
+        return batch_statistics(hessian, function, likelihood, inputs, targets, weights)
+
     progress = keras.utils.Progbar(batches.num_batches, verbose=verbose, unit_name="batch")
     totals = {}
     for index, batch in _data.fixed_size(batches):
-        for key, value in step(*batch).items():
+        for key, value in _function.run_compiled(step, *batch).items():
             totals[key] = totals.get(key, 0.0) + np.asarray(value, dtype="float64")
         progress.update(index + 1)
     return {key: value / totals["count"] if key.startswith("rows_") else value for key, value in totals.items()}
