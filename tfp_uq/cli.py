@@ -232,9 +232,9 @@ def build_parser():
     demo = commands.add_parser(
         "demo",
         help="compare a plain MLP with Bayesian models on bundled digits",
-        description="Train a plain MLP, MC dropout, a Flipout BNN and a deep ensemble on scikit-learn's "
-        "digits (0-8), hold out 9 as out-of-distribution, print accuracy, NLL, ECE, Brier and OOD "
-        "AUROC, write plots and export the BNN as a SavedModel.",
+        description="Train a plain MLP (and fit a last-layer Laplace posterior to it), MC dropout, a Flipout "
+        "BNN and a deep ensemble on scikit-learn's digits (0-8), hold out 9 as out-of-distribution, print "
+        "accuracy, NLL, ECE, Brier and OOD AUROC, write plots and export the BNN as a SavedModel.",
     )
     demo.add_argument("--output", default="demo_output", help="folder for plots and the export (default: demo_output)")
     demo.add_argument("--epochs", type=int, default=60, help="training epochs per model (default: 60)")

@@ -75,6 +75,30 @@ def test_kfac_equals_the_full_ggn_for_one_dense_layer_with_one_output(regression
     assert kron.log_marginal_likelihood() == pytest.approx(full.log_marginal_likelihood(), rel=1e-9)
 
 
+@pytest.mark.parametrize("num_examples", [1, 24])
+def test_kfac_equals_the_full_ggn_for_dense_layers_with_many_outputs_when_every_input_is_the_same(num_examples):
+    # One input for every example: the GGN block sum_n a a^T (x) G_n is A (x) G exactly, with A the mean (not the
+    # sum) of a a^T and G the sum (not the mean) of G_n. 24 examples in batches of 16 (one padded) check that
+    # scaling by N across batches; one summed or averaged the wrong way would be 24 times off.
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(3, activation="softmax")]
+    )
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(4)
+    x = np.repeat(rng.normal(size=(1, 3)), num_examples, axis=0).astype("float32")
+    y = rng.integers(0, 3, size=num_examples)
+    kwargs = {"subset": "all", "prior_precision": 1.0, "batch_size": 16, "verbose": 0}
+    kron = laplace.fit(model, (x, y), hessian="kron", **kwargs)
+    ggn = _curvature(laplace.fit(model, (x, y), hessian="full", **kwargs), "ggn")
+    start = 0
+    for index, (rows, columns) in enumerate(kron.structure.shapes):
+        block = slice(start, start + rows * columns)
+        factors = np.kron(_curvature(kron, f"rows_{index}"), _curvature(kron, f"columns_{index}"))
+        np.testing.assert_allclose(factors, ggn[block, block], rtol=1e-5, atol=1e-9)
+        start += rows * columns
+    assert start == len(ggn)
+
+
 def _small_convnet():
     return keras.Sequential(
         [

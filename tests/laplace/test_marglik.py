@@ -76,3 +76,33 @@ def test_a_prior_precision_per_weight_is_at_least_as_good_as_one_per_layer(mlp):
     diag = laplace.fit(model, data, subset="all", hessian="diag", prior_structure="diag", verbose=0)
     assert diag.prior_precision.shape == (diag.num_parameters,)
     assert diag.log_marginal_likelihood() >= layerwise.log_marginal_likelihood() - 1e-6
+
+
+@pytest.mark.parametrize("hessian", ["kron", "diag", "full"])
+def test_the_evidence_gradients_are_its_finite_differences(hessian):
+    # Two layers, one prior precision each (the full GGN then takes its Cholesky path), and a learned noise.
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(40, 3)).astype("float32")
+    y = (np.sin(x[:, :1]) + 0.1 * rng.normal(size=(40, 1))).astype("float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    posterior = laplace.fit(
+        model, (x, y), subset="all", hessian=hessian, prior_structure="layerwise", prior_precision=[0.7, 2.0], verbose=0
+    )
+    arguments = (
+        posterior.structure,
+        posterior.likelihood,
+        posterior._statistics(),
+        posterior._mean_blocks(),
+        "layerwise",
+    )
+    prior, noise, step = np.array([0.7, 2.0]), 3.0, 1e-6
+    _, gradient_prior, gradient_noise = laplace.marglik.value_and_gradients(*arguments, prior, noise)
+    for index in range(2):
+        shift = np.eye(2)[index] * step
+        difference = laplace.marglik.log_marginal_likelihood(*arguments, prior + shift, noise)
+        difference -= laplace.marglik.log_marginal_likelihood(*arguments, prior - shift, noise)
+        assert gradient_prior[index] == pytest.approx(difference / (2 * step), rel=1e-5)
+    difference = laplace.marglik.log_marginal_likelihood(*arguments, prior, noise + step)
+    difference -= laplace.marglik.log_marginal_likelihood(*arguments, prior, noise - step)
+    assert gradient_noise == pytest.approx(difference / (2 * step), rel=1e-5)

@@ -48,8 +48,8 @@ class Likelihood:
         return f
 
     def log_likelihood(self, statistic, noise_precision, num_targets):
-        """The log-likelihood from the summed `statistic` (tensors; noise_precision ignored without noise)."""
-        return statistic
+        """`(log-likelihood, its derivative in noise_precision)` from the summed `statistic` (floats)."""
+        return statistic, 0.0
 
 
 class Categorical(Likelihood):
@@ -62,8 +62,9 @@ class Categorical(Likelihood):
         if len(y.shape) == len(f.shape) and y.shape[-1] == f.shape[-1] and y.shape[-1] != 1:
             per_example = ops.sum(ops.cast(y, f.dtype) * log_probs, axis=-1)
         else:
-            labels = ops.cast(ops.reshape(y, (-1,)), "int32")
-            per_example = ops.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+            # A one-hot mask: three ops, where take_along_axis's broadcasting makes a dozen to trace.
+            mask = ops.one_hot(ops.reshape(y, (-1,)), f.shape[-1], dtype=f.dtype)
+            per_example = ops.sum(mask * log_probs, axis=-1)
         return ops.sum(weights * per_example)
 
     def hessian_sqrt(self, f):
@@ -122,9 +123,9 @@ class Gaussian(Likelihood):
         return ops.ones_like(f)
 
     def log_likelihood(self, statistic, noise_precision, num_targets):
-        return (
-            0.5 * num_targets * (ops.log(noise_precision) - math.log(2 * math.pi)) - 0.5 * noise_precision * statistic
-        )
+        log_normaliser = 0.5 * num_targets * (math.log(noise_precision) - math.log(2 * math.pi))
+        value = log_normaliser - 0.5 * noise_precision * statistic
+        return value, 0.5 * num_targets / noise_precision - 0.5 * statistic
 
 
 class HeteroscedasticGaussian(Likelihood):

@@ -189,10 +189,12 @@ def fit(
             likelihood unless `noise_scale` is given.
         prior_precision: "marglik" (maximise the marginal likelihood),
             "gridsearch" (the scalar of `tfp_uq.laplace.gridsearch.GRID` whose
-            GLM predictive has the least NLL on `validation_data`; for
-            networks trained to near-zero loss, whose evidence prefers too
-            wide a posterior) or a positive float (or array for "layerwise" /
-            "diag").
+            GLM predictive has the least NLL on `validation_data`) or a
+            positive float (or array for "layerwise" / "diag"). The evidence
+            assumes the trained weights are a MAP under the prior: for a
+            network trained without weight decay to near-zero loss it can
+            prefer far too wide a posterior (laplace-torch alike); there the
+            grid search is the safer choice (see `benchmarks/RESULTS.md`).
         prior_structure: "scalar", "layerwise" or "diag" (one per weight;
             not with "kron").
         noise_scale: regression without a GaussianHead: a fixed noise
@@ -308,4 +310,4 @@ def fit(
             for key, value in structure.posterior_arrays(noise_precision, prior_blocks).items()
         },
     }
-    return LaplacePosterior(model, config, arrays, structure)
+    return LaplacePosterior(model, config, arrays, structure, function)

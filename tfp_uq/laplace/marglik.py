@@ -12,12 +12,14 @@ exact for a linear model with Gaussian noise when theta* is the MAP. The
 prior precision is one scalar ("scalar"), one per layer ("layerwise") or one
 per weight ("diag", not with "kron"); `optimize` maximises the expression in
 their logarithms and, when the noise is unknown, in log h, by L-BFGS with
-gradients from TensorFlow (float64).
+closed-form gradients (NumPy float64: no graph to trace, and each step
+costs only elementwise work on the precision's eigenvalues, except for a
+full GGN under a prior that is not one scalar, which takes a Cholesky
+factorisation).
 """
 
 import numpy as np
 import scipy.optimize
-import tensorflow as tf
 
 PRIOR_STRUCTURES = ("scalar", "layerwise", "diag")
 # log prior precisions and log noise precisions are searched within +-this bound.
@@ -28,14 +30,25 @@ def expand_prior(structure, values, shapes):
     """Per block, the prior precision broadcastable to the block's `(rows, columns)`, from the flat `values`.
 
     `values`: 1 value ("scalar"), one per block ("layerwise") or one per
-    parameter in block order ("diag"); a tensor or array.
+    parameter in block order ("diag").
     """
+    values = np.asarray(values, "float64")
     if structure == "scalar":
         return [values[0]] * len(shapes)
     if structure == "layerwise":
         return [values[index] for index in range(len(shapes))]
     sizes = [rows * columns for rows, columns in shapes]
-    return [tf.reshape(part, shape) for part, shape in zip(tf.split(values, sizes), shapes)]
+    return [part.reshape(shape) for part, shape in zip(np.split(values, np.cumsum(sizes)[:-1]), shapes)]
+
+
+def _collect_prior(structure, gradients):
+    """The gradient in the flat prior values from the elementwise gradients per block (`expand_prior`'s adjoint)."""
+    sums = np.array([np.sum(gradient) for gradient in gradients])
+    if structure == "scalar":
+        return np.array([sums.sum()])
+    if structure == "layerwise":
+        return sums
+    return np.concatenate([gradient.reshape(-1) for gradient in gradients])
 
 
 def num_prior_values(structure, shapes):
@@ -43,10 +56,8 @@ def num_prior_values(structure, shapes):
     return {"scalar": 1, "layerwise": len(shapes), "diag": sum(r * c for r, c in shapes)}[structure]
 
 
-def log_marginal_likelihood(
-    structure, likelihood, statistics, mean_blocks, prior_structure, prior_values, noise_precision
-):
-    """The Laplace log marginal likelihood (a float64 tensor, differentiable in the prior and the noise).
+def value_and_gradients(structure, likelihood, statistics, mean_blocks, prior_structure, prior_values, noise_precision):
+    """The Laplace log marginal likelihood and its gradients in the prior values and the noise precision.
 
     Args:
         structure: a fitted `_structures.Structure`.
@@ -54,20 +65,33 @@ def log_marginal_likelihood(
         statistics: dict with the summed likelihood "statistic", the example "count" and "num_targets".
         mean_blocks: theta* per block, `(rows, columns)` float64 arrays.
         prior_structure: one of `PRIOR_STRUCTURES`.
-        prior_values: float64 tensor of the prior precisions (see `expand_prior`).
-        noise_precision: float64 scalar tensor h (1 without a noise hyperparameter).
+        prior_values: the flat prior precisions (see `expand_prior`).
+        noise_precision: h (1 without a noise hyperparameter).
+
+    Returns:
+        `(value, gradient in prior_values, gradient in noise_precision)`, NumPy float64.
     """
     prior = expand_prior(prior_structure, prior_values, structure.shapes)
-    log_likelihood = likelihood.log_likelihood(
-        tf.constant(statistics["statistic"], tf.float64), noise_precision, statistics["num_targets"]
+    log_likelihood, likelihood_gradient = likelihood.log_likelihood(
+        statistics["statistic"], noise_precision, statistics["num_targets"]
     )
-    scatter, log_det_prior = 0.0, 0.0
-    for theta, p, shape in zip(mean_blocks, prior, structure.shapes):
-        p = tf.broadcast_to(tf.cast(p, tf.float64), shape)
-        scatter += tf.reduce_sum(p * tf.square(tf.constant(theta)))
-        log_det_prior += tf.reduce_sum(tf.math.log(p))
-    log_det = structure.log_det(noise_precision, prior, scalar=prior_structure == "scalar")
-    return log_likelihood - 0.5 * (scatter + log_det - log_det_prior)
+    log_det, log_det_gradient_h, log_det_gradients = structure.log_det(noise_precision, prior)
+    value, prior_gradients = log_likelihood - 0.5 * log_det, []
+    for theta, p, log_det_gradient in zip(mean_blocks, prior, log_det_gradients):
+        p = np.broadcast_to(p, theta.shape)
+        value -= 0.5 * (np.sum(p * np.square(theta)) - np.sum(np.log(p)))
+        prior_gradients.append(-0.5 * (np.square(theta) + log_det_gradient - 1.0 / p))
+    gradient_h = likelihood_gradient - 0.5 * log_det_gradient_h
+    return float(value), _collect_prior(prior_structure, prior_gradients), float(gradient_h)
+
+
+def log_marginal_likelihood(
+    structure, likelihood, statistics, mean_blocks, prior_structure, prior_values, noise_precision
+):
+    """The Laplace log marginal likelihood (a float); arguments as for `value_and_gradients`."""
+    return value_and_gradients(
+        structure, likelihood, statistics, mean_blocks, prior_structure, prior_values, noise_precision
+    )[0]
 
 
 def optimize(
@@ -103,25 +127,20 @@ def optimize(
         return np.array(prior_values, dtype="float64"), noise_precision
 
     def unpack(parameters):
-        prior = tf.exp(parameters[:count]) if learn_prior else tf.constant(prior_values, tf.float64)
-        noise = tf.exp(parameters[-1]) if learn_noise else tf.constant(noise_precision, tf.float64)
+        prior = np.exp(parameters[:count]) if learn_prior else prior_values
+        noise = float(np.exp(parameters[-1])) if learn_noise else noise_precision
         return prior, noise
 
-    @tf.function(autograph=False)
-    def value_and_gradient(parameters):
-        with tf.GradientTape() as tape:
-            tape.watch(parameters)
-            value = -log_marginal_likelihood(
-                structure, likelihood, statistics, mean_blocks, prior_structure, *unpack(parameters)
-            )
-        return value, tape.gradient(value, parameters)
-
-    # A concrete function: each fit traces its own, which TensorFlow's retracing warning would count.
-    compiled = value_and_gradient.get_concrete_function(tf.TensorSpec(start.shape, tf.float64))
-
     def objective(parameters):
-        value, gradient = compiled(tf.constant(parameters, tf.float64))
-        return float(value), gradient.numpy()
+        prior, noise = unpack(parameters)
+        value, gradient_prior, gradient_noise = value_and_gradients(
+            structure, likelihood, statistics, mean_blocks, prior_structure, prior, noise
+        )
+        # In the logarithms: d/d log v = v d/dv.
+        gradient = np.concatenate(
+            [prior * gradient_prior if learn_prior else [], [noise * gradient_noise] if learn_noise else []]
+        )
+        return -value, -gradient
 
     result = scipy.optimize.minimize(
         objective,
@@ -135,4 +154,4 @@ def optimize(
     return np.asarray(prior, dtype="float64"), float(noise)
 
 
-__all__ = ["PRIOR_STRUCTURES", "log_marginal_likelihood", "optimize"]
+__all__ = ["PRIOR_STRUCTURES", "log_marginal_likelihood", "optimize", "value_and_gradients"]

@@ -106,17 +106,20 @@ class LaplacePosterior(_posterior.Posterior):
     >>> posterior = tfp_uq.posterior.load("laplace_posterior")
     """
 
-    def __init__(self, model, config, arrays, structure=None):
+    def __init__(self, model, config, arrays, structure=None, function=None):
+        # `structure` and `function`: those `fit` already built, so that they are not built twice.
         super().__init__(model)
         self._config = dict(config)
-        by_name = {layer.name: layer for layer in layers(model)}
-        missing = [name for name in config["layers"] if name not in by_name]
-        if missing:
-            raise ValueError(f"model has no layers named {missing}; the posterior covers {config['layers']}")
-        self.blocks = [_blocks.block(by_name[name]) for name in config["layers"]]
         self.likelihood = _LIKELIHOODS[config["likelihood"]]()
-        logits = self.likelihood.task == "classification" and not config["from_logits"]
-        self._function = _function.function_for(model, self.blocks, logits)
+        if function is None:
+            by_name = {layer.name: layer for layer in layers(model)}
+            missing = [name for name in config["layers"] if name not in by_name]
+            if missing:
+                raise ValueError(f"model has no layers named {missing}; the posterior covers {config['layers']}")
+            logits = self.likelihood.task == "classification" and not config["from_logits"]
+            blocks = [_blocks.block(by_name[name]) for name in config["layers"]]
+            function = _function.function_for(model, blocks, logits)
+        self._function, self.blocks = function, function.blocks
         shapes = [(block.rows, block.columns) for block in self.blocks]
         curvature = {key.split(".", 1)[1]: value for key, value in arrays.items() if key.startswith("curvature.")}
         self.structure = structure or _structures.STRUCTURES[config["hessian"]](shapes, curvature)
@@ -200,16 +203,15 @@ class LaplacePosterior(_posterior.Posterior):
                     "noise_scale applies only to regression with one noise scale (a mean squared error loss)"
                 )
             noise_precision = 1.0 / _validation.positive("noise_scale", noise_scale) ** 2
-        value = marglik.log_marginal_likelihood(
+        return marglik.log_marginal_likelihood(
             self.structure,
             self.likelihood,
             self._statistics(),
             self._mean_blocks(),
             self._config["prior_structure"],
-            tf.constant(values, tf.float64),
-            tf.constant(noise_precision, tf.float64),
+            values,
+            noise_precision,
         )
-        return float(value)
 
     def _statistics(self):
         return {key: self._config[key] for key in ("statistic", "count", "num_targets")}
@@ -218,9 +220,7 @@ class LaplacePosterior(_posterior.Posterior):
         return self._config["noise_precision"] if self.likelihood.learns_noise else 1.0
 
     def _prior_blocks(self, values):
-        return marglik.expand_prior(
-            self._config["prior_structure"], tf.constant(values, tf.float64), self.structure.shapes
-        )
+        return marglik.expand_prior(self._config["prior_structure"], values, self.structure.shapes)
 
     def _mean_blocks(self):
         sizes = np.cumsum([rows * columns for rows, columns in self.structure.shapes])[:-1]
