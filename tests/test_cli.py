@@ -1,3 +1,7 @@
+import contextlib
+import io
+import shutil
+
 import keras
 import numpy as np
 import pytest
@@ -14,37 +18,28 @@ def _write_csv(path, header, rows):
     return str(path)
 
 
-@pytest.fixture
-def iris_csv(tmp_path):
+@pytest.fixture(scope="module")
+def iris_csv(tmp_path_factory):
     iris = load_iris()
     rows = [list(x) + [iris.target_names[t]] for x, t in zip(iris.data, iris.target)]
-    return _write_csv(tmp_path / "iris.csv", ["sl", "sw", "pl", "pw", "species"], rows)
+    return _write_csv(tmp_path_factory.mktemp("iris") / "iris.csv", ["sl", "sw", "pl", "pw", "species"], rows)
 
 
-def test_fit_then_evaluate_classification(iris_csv, tmp_path, capsys):
-    out = str(tmp_path / "model")
-    assert (
-        cli.main(
-            [
-                "fit",
-                "--csv",
-                iris_csv,
-                "--target",
-                "species",
-                "--task",
-                "classification",
-                "--method",
-                "flipout",
-                "--epochs",
-                "40",
-                "--output",
-                out,
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    assert "validation metrics" in capsys.readouterr().out
+@pytest.fixture(scope="module")
+def flipout_iris(iris_csv, tmp_path_factory):
+    """A Flipout classifier that `tfp-uq fit` trained on iris: (exit code, output folder, what fit printed)."""
+    out = str(tmp_path_factory.mktemp("flipout") / "model")
+    args = ["fit", "--csv", iris_csv, "--target", "species", "--task", "classification", "--method", "flipout"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(args + ["--epochs", "40", "--output", out, "--quiet"])
+    return code, out, printed.getvalue()
+
+
+def test_fit_then_evaluate_classification(flipout_iris, iris_csv, tmp_path, capsys):
+    code, out, printed = flipout_iris
+    assert code == 0
+    assert "validation metrics" in printed
     predictions = str(tmp_path / "pred.csv")
     assert cli.main(["evaluate", out, "--csv", iris_csv, "--predictions", predictions]) == 0
     printed = capsys.readouterr().out
@@ -130,10 +125,13 @@ def test_every_subcommand_has_help(capsys):
         assert "usage: tfp-uq" in capsys.readouterr().out
 
 
-def test_evaluate_refers_rows_above_the_threshold_and_rows_of_a_diverged_model(iris_csv, tmp_path, capsys):
+def test_evaluate_refers_rows_above_the_threshold_and_rows_of_a_diverged_model(
+    flipout_iris, iris_csv, tmp_path, capsys
+):
+    code, fitted, _ = flipout_iris
+    assert code == 0
     out = str(tmp_path / "model")
-    args = ["fit", "--csv", iris_csv, "--target", "species", "--task", "classification", "--method", "flipout"]
-    assert cli.main(args + ["--epochs", "5", "--output", out, "--quiet"]) == 0
+    shutil.copytree(fitted, out)  # a copy: its weights are made to diverge below
     predictions = str(tmp_path / "pred.csv")
     assert cli.main(["evaluate", out, "--csv", iris_csv, "--predictions", predictions, "--refer-above", "0.5"]) == 0
     header, *rows = open(predictions).read().splitlines()
@@ -141,6 +139,7 @@ def test_evaluate_refers_rows_above_the_threshold_and_rows_of_a_diverged_model(i
     entropy = np.array([float(row.split(",")[2]) for row in rows])
     refer = np.array([row.split(",")[4] == "True" for row in rows])
     np.testing.assert_array_equal(refer, entropy > 0.5)
+    assert refer.any() and not refer.all()  # the threshold splits the rows
     # Weights that diverged to NaN: every row is referred, with no predicted class.
     import tfp_uq  # noqa: F401  (registers the layers for loading)
 

@@ -6,28 +6,82 @@ import sys
 import keras
 import numpy as np
 import pytest
-from _serving import NO_TFP_UQ as _NO_TFP_UQ
-from _serving import serve_in_fresh_process as _serve_in_fresh_process
+from _serving import serve_many_in_fresh_process as _serve_many_in_fresh_process
 
 import tfp_uq
 from tfp_uq import layers
 
-SERVE_MANY = os.path.join(os.path.dirname(__file__), "_scripts", "serve_exports.py")
 X = np.random.default_rng(0).normal(size=(7, 4)).astype("float32")
 
 
-def test_classifier_export_serves_uncertainty_without_tfp_uq(tmp_path):
-    model = keras.Sequential(
+def _served_exports(folder):
+    """The models whose exports the tests serve: name -> (model or posterior, [(export path, inputs), ...])."""
+    from tfp_uq.inference import sample_posterior
+
+    classifier = keras.Sequential(
         [
             keras.Input((4,)),
             layers.DenseFlipout(8, activation="relu", seed=1, posterior_scale_init=0.3),
             layers.DenseFlipout(3, activation="softmax", seed=2, posterior_scale_init=0.3),
         ]
     )
-    path = tfp_uq.export(model, tmp_path / "export", num_samples=40, task="classification", threshold=0.9, seed=5)
-    served = _serve_in_fresh_process(path, X, tmp_path)
+    classifier_path = tfp_uq.export(
+        classifier, folder / "classifier", num_samples=40, task="classification", threshold=0.9, seed=5
+    )
+    regression = keras.Sequential(
+        [keras.Input((4,)), layers.DenseReparameterization(2, seed=3, posterior_scale_init=0.2), layers.GaussianHead()]
+    )
+    regression_path = tfp_uq.export(regression, folder / "regression", num_samples=50, task="regression", seed=1)
+
+    rng = np.random.default_rng(0)
+    y = (X @ np.array([[1.0], [0.0], [-1.0], [0.5]]) + 0.3 * rng.normal(size=(7, 1))).astype("float32")
+    linear = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    posterior = sample_posterior(
+        linear, X, y, noise_scale=0.3, num_chains=2, num_burnin=50, num_results=50, progress=False
+    )
+    hmc_path = tfp_uq.export(posterior, folder / "hmc", num_samples=100, task="regression")
+
+    guarded = keras.Sequential(
+        [keras.Input((4,)), layers.DenseFlipout(3, activation="softmax", seed=2, posterior_scale_init=0.3)]
+    )
+    guarded_path = tfp_uq.export(guarded, folder / "guarded", num_samples=8, threshold=0.01, seed=1)
+    nonfinite = X.copy()
+    nonfinite[1, 2], nonfinite[4, 0] = np.nan, -np.inf
+    # Then the same model with weights that diverged to NaN.
+    guarded.layers[0].kernel.assign(np.full((4, 3), np.nan, "float32"))
+    diverged_path = tfp_uq.export(guarded, folder / "diverged", num_samples=4, threshold=0.5, seed=1)
+    return {
+        "classifier": (classifier, [(classifier_path, X)]),
+        "regression": (regression, [(regression_path, X)]),
+        "hmc": (posterior, [(hmc_path, X)]),
+        "guarded": (guarded, [(guarded_path, nonfinite), (diverged_path, X)]),
+    }
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """Every export of `_served_exports`, served by one fresh process that cannot import tfp_uq.
+
+    name -> (model or posterior, [outputs of each of its requests]), and "tfp_uq_imported" -> bool.
+    """
+    keras.utils.set_random_seed(1234)
+    folder = tmp_path_factory.mktemp("served")
+    exports = _served_exports(folder)
+    response = _serve_many_in_fresh_process(
+        [request for _, requests in exports.values() for request in requests], folder
+    )
+    outputs = iter(response["outputs"])
+    served = {
+        name: (model, [{k: np.asarray(v) for k, v in next(outputs).items()} for _ in requests])
+        for name, (model, requests) in exports.items()
+    }
+    served["tfp_uq_imported"] = response["tfp_uq_imported"]
+    return served
+
+
+def test_classifier_export_serves_uncertainty_without_tfp_uq(served):
     assert not served["tfp_uq_imported"]
-    outputs = {k: np.asarray(v) for k, v in served["outputs"].items()}
+    model, (outputs,) = served["classifier"]
     assert set(outputs) == {
         "mean",
         "probs",
@@ -46,12 +100,8 @@ def test_classifier_export_serves_uncertainty_without_tfp_uq(tmp_path):
     np.testing.assert_array_equal(outputs["refer"], expected.total_entropy > 0.9)
 
 
-def test_regression_export_splits_std(tmp_path):
-    model = keras.Sequential(
-        [keras.Input((4,)), layers.DenseReparameterization(2, seed=3, posterior_scale_init=0.2), layers.GaussianHead()]
-    )
-    path = tfp_uq.export(model, tmp_path / "export", num_samples=50, task="regression", seed=1)
-    outputs = {k: np.asarray(v) for k, v in _serve_in_fresh_process(path, X, tmp_path)["outputs"].items()}
+def test_regression_export_splits_std(served):
+    model, (outputs,) = served["regression"]
     expected = tfp_uq.predict(model, X, num_samples=50, seed=1, jit_compile=True)
     np.testing.assert_allclose(outputs["mean"], expected.mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(outputs["aleatoric_std"] ** 2, expected.aleatoric_variance, rtol=1e-3)
@@ -110,40 +160,22 @@ def test_bad_export_arguments_raise(tmp_path):
     assert (tmp_path / "full" / "saved_model.pb").exists()
 
 
-def test_hmc_posterior_exports(tmp_path):
-    from tfp_uq.inference import sample_posterior
-
-    rng = np.random.default_rng(0)
-    y = (X @ np.array([[1.0], [0.0], [-1.0], [0.5]]) + 0.3 * rng.normal(size=(7, 1))).astype("float32")
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    posterior = sample_posterior(
-        model, X, y, noise_scale=0.3, num_chains=2, num_burnin=50, num_results=50, progress=False
-    )
-    path = tfp_uq.export(posterior, tmp_path / "hmc", num_samples=100, task="regression")
-    outputs = {k: np.asarray(v) for k, v in _serve_in_fresh_process(path, X, tmp_path)["outputs"].items()}
+def test_hmc_posterior_exports(served):
+    posterior, (outputs,) = served["hmc"]
     expected = posterior.predict(X)
     np.testing.assert_allclose(outputs["mean"], expected.mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(outputs["epistemic_std"] ** 2, expected.epistemic_variance, rtol=1e-3, atol=1e-8)
     np.testing.assert_allclose(outputs["total_std"] ** 2, expected.variance, rtol=1e-3)
 
 
-def test_exported_decisions_fail_safe_on_nonfinite_rows(tmp_path):
-    model = keras.Sequential(
-        [keras.Input((4,)), layers.DenseFlipout(3, activation="softmax", seed=2, posterior_scale_init=0.3)]
-    )
-    path = tfp_uq.export(model, tmp_path / "export", num_samples=8, threshold=0.01, seed=1)
-    x = X.copy()
-    x[1, 2], x[4, 0] = np.nan, -np.inf
-    outputs = {k: np.asarray(v) for k, v in _serve_in_fresh_process(path, x, tmp_path)["outputs"].items()}
+def test_exported_decisions_fail_safe_on_nonfinite_rows(served):
+    _, (outputs, diverged) = served["guarded"]
     assert list(outputs["predicted_class"][[1, 4]]) == [-1, -1]
     assert outputs["refer"][[1, 4]].all() and np.isnan(outputs["probs"][[1, 4]]).all()
     finite = [0, 2, 3, 5, 6]
     assert (outputs["predicted_class"][finite] >= 0).all() and np.isfinite(outputs["probs"][finite]).all()
     # A model whose weights diverged: every row is referred, none gets a class.
-    model.layers[0].kernel.assign(np.full((4, 3), np.nan, "float32"))
-    path = tfp_uq.export(model, tmp_path / "diverged", num_samples=4, threshold=0.5, seed=1)
-    outputs = {k: np.asarray(v) for k, v in _serve_in_fresh_process(path, X, tmp_path)["outputs"].items()}
-    assert outputs["refer"].all() and (outputs["predicted_class"] == -1).all()
+    assert diverged["refer"].all() and (diverged["predicted_class"] == -1).all()
 
 
 @pytest.mark.slow
@@ -191,21 +223,11 @@ def _issue_25_models():
 def test_models_of_issue_25_layers_export_their_uncertainty(tmp_path):
     # 16 samples: predict's one call for layers that unroll samples, so served and predicted draws coincide.
     models = _issue_25_models()
-    arguments = []
-    for index, (model, x) in enumerate(models):
-        path = tfp_uq.export(model, tmp_path / f"export{index}", num_samples=16, task="regression", seed=5)
-        np.save(tmp_path / f"x{index}.npy", x)
-        arguments += [str(path), str(tmp_path / f"x{index}.npy")]
-    completed = subprocess.run(
-        [sys.executable, SERVE_MANY, *arguments],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=str(tmp_path),
-        env=_NO_TFP_UQ,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    served = json.loads(completed.stdout.strip().splitlines()[-1])
+    requests = [
+        (tfp_uq.export(model, tmp_path / f"export{index}", num_samples=16, task="regression", seed=5), x)
+        for index, (model, x) in enumerate(models)
+    ]
+    served = _serve_many_in_fresh_process(requests, tmp_path)
     assert not served["tfp_uq_imported"]
     for (model, x), outputs in zip(models, served["outputs"]):
         expected = tfp_uq.predict(model, x, num_samples=16, seed=5, jit_compile=True, task="regression")
