@@ -19,8 +19,16 @@ def policy(request):
     keras.mixed_precision.set_global_policy("float32")
 
 
+# Each case compiles its own XLA training step (~10-20 s): make test runs Flipout under both policies,
+# make test-all the other two estimators too.
 @pytest.mark.parametrize(
-    "cls", [layers.DenseFlipout, layers.DenseReparameterization, layers.DenseLocalReparameterization]
+    "cls",
+    [
+        layers.DenseFlipout,
+        pytest.param(layers.DenseReparameterization, marks=pytest.mark.slow),
+        pytest.param(layers.DenseLocalReparameterization, marks=pytest.mark.slow),
+    ],
+    ids=lambda c: c.__name__,
 )
 def test_dense_layers_train_with_float32_state(policy, cls):
     model = keras.Sequential(
@@ -68,8 +76,8 @@ def test_conv_and_lora_layers_run(policy):
     "make",
     [
         lambda: layers.DenseFlipout(3, dtype="float64"),
-        lambda: layers.DenseReparameterization(3, dtype="float64"),
-        lambda: layers.DenseLocalReparameterization(3, dtype="float64"),
+        pytest.param(lambda: layers.DenseReparameterization(3, dtype="float64"), marks=pytest.mark.slow),
+        pytest.param(lambda: layers.DenseLocalReparameterization(3, dtype="float64"), marks=pytest.mark.slow),
         lambda: layers.ConcreteDropout(layers.DenseFlipout(3, dtype="float64"), dtype="float64"),
     ],
     ids=["flipout", "reparameterization", "local_reparameterization", "concrete_dropout"],

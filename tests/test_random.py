@@ -158,6 +158,7 @@ def test_folded_seeds_differ_per_value_and_repeat_per_value():
     assert len(offsets) == 200 * 16
 
 
+@pytest.mark.slow  # a JAX subprocess, like the other JAX-backend tests
 def test_jax_draws_the_same_numbers_as_tensorflow():
     # One model, the same seeds, the same weights drawn on either backend (JAX in a subprocess: its backend is
     # fixed at import). The Normal values agree exactly here: XLA computes both inverse CDFs alike.

@@ -44,6 +44,7 @@ class _Killed(Exception):
     pass
 
 
+@pytest.mark.slow  # two HMC runs and a resumed one (~30 s), like the other kill/resume tests
 def test_sampling_resumed_from_a_checkpoint_folder_gives_the_uninterrupted_draws(tmp_path, monkeypatch):
     from tfp_uq.inference import hmc
 

@@ -31,6 +31,7 @@ def test_warns_once_with_epoch_and_numbers_when_training_diverges():
     assert "epoch" in message and "above its best" in message
 
 
+@pytest.mark.slow  # a 40-epoch regression recipe run (~35 s); make test-all runs it
 def test_silent_on_the_regression_recipe():
     x, y = _diabetes()
     epochs = 40

@@ -193,7 +193,13 @@ def _as_json(config):
     return json.loads(json.dumps(config))
 
 
-@pytest.mark.parametrize("cls", DENSE_LAYERS, ids=lambda c: c.__name__)
+# ~15 s a class (an XLA fit, save, load, predict); every class's .keras round trip (with each prior) also
+# runs in tests/test_saving.py, so make test runs this one for Flipout, make test-all for all three.
+@pytest.mark.parametrize(
+    "cls",
+    [pytest.param(cls, marks=[] if cls is DenseFlipout else pytest.mark.slow) for cls in DENSE_LAYERS],
+    ids=lambda c: c.__name__,
+)
 def test_save_and_load_round_trip(cls, tmp_path):
     model = keras.Sequential(
         [

@@ -69,6 +69,7 @@ def _concrete_rate(num_examples, seed=0):
     return model.layers[-1].rate
 
 
+@pytest.mark.slow  # trains on three training-set sizes (~22 s)
 def test_concrete_dropout_rate_falls_as_the_training_set_grows():
     # Same steps, same noise: only N (so the KL weight 1 / N) changes.
     small, medium, large = (_concrete_rate(n) for n in (30, 300, 3000))
