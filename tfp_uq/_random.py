@@ -210,6 +210,16 @@ def _rademacher(shape, seed):
     return tf.reshape(signs, shape)
 
 
+def _check_size(shape):
+    """The number of elements of a static `shape`; raises if one draw cannot have that many."""
+    size = math.prod(shape)
+    if size > MAX_DRAW_SIZE:
+        raise ValueError(
+            f"A random draw of shape {tuple(shape)} has more than {MAX_DRAW_SIZE} elements, the most one draw can have."
+        )
+    return size
+
+
 def _jax_keys(seed):
     """The two 32-bit hash keys of a `[2]` (or `[..., 2]`) seed, as `_bits` derives them on TensorFlow."""
     import jax.numpy as jnp
@@ -248,13 +258,9 @@ def _jax_draw(kind, shape, seed, dtype):
     import jax.numpy as jnp
 
     shape = tuple(int(d) for d in shape)
-    if math.prod(shape) > MAX_DRAW_SIZE:
-        raise ValueError(
-            f"A random draw of shape {shape} has more than {MAX_DRAW_SIZE} elements, the most one draw can have."
-        )
+    size = _check_size(shape)
     if kind == "rademacher":
         # 32 signs per word, two words summed per 32 signs, as `_rademacher` does on TensorFlow.
-        size = math.prod(shape)
         words = jnp.sum(_jax_bits(((size + 31) // 32, 2), seed), axis=1, dtype="uint32")
         bits = jnp.right_shift(words[:, None], jnp.asarray(_BIT_INDEX, "uint32")) & jnp.uint32(1)
         return (2.0 * bits.reshape(-1)[:size].astype(dtype) - 1.0).reshape(shape)
@@ -279,11 +285,8 @@ def _draw(fn, shape, seed, dtype, training=None):
     from tfp_uq import _native
 
     static = [d if isinstance(d, int) else None for d in shape]
-    if None not in static and math.prod(static) > MAX_DRAW_SIZE:
-        raise ValueError(
-            f"A random draw of shape {tuple(static)} has more than {MAX_DRAW_SIZE} elements, "
-            "the most one draw can have."
-        )
+    if None not in static:
+        _check_size(static)
     shape = tf.stack([tf.cast(d, "int32") for d in shape]) if shape else tf.zeros([0], "int32")
     draw = _native.random(_NATIVE_NAMES[fn], shape, seed, training) if fn in _NATIVE_NAMES else None
     if draw is None:
