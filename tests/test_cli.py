@@ -32,7 +32,8 @@ def flipout_iris(iris_csv, tmp_path_factory):
     args = ["fit", "--csv", iris_csv, "--target", "species", "--task", "classification", "--method", "flipout"]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        code = cli.main(args + ["--epochs", "40", "--output", out, "--quiet"])
+        # Batches of 40: 120 training rows make 3 full batches, so the XLA step compiles once, not twice.
+        code = cli.main(args + ["--epochs", "40", "--batch-size", "40", "--output", out, "--quiet"])
     return code, out, printed.getvalue()
 
 
@@ -181,7 +182,7 @@ def test_fit_with_ivon_saves_the_learned_posterior(iris_csv, tmp_path, capsys):
 
     out = str(tmp_path / "model")
     args = ["fit", "--csv", iris_csv, "--target", "species", "--task", "classification", "--method", "ivon"]
-    assert cli.main(args + ["--epochs", "30", "--output", out, "--quiet"]) == 0
+    assert cli.main(args + ["--epochs", "30", "--batch-size", "40", "--output", out, "--quiet"]) == 0
     assert json.load(open(f"{out}/posterior.json"))["class"] == "tfp_uq>IVONPosterior"
     assert cli.main(["evaluate", out, "--csv", iris_csv]) == 0
     accuracy = float(capsys.readouterr().out.split("accuracy")[-1].split()[0])

@@ -39,12 +39,12 @@ def _names_and_shapes(model):
 def test_conversion_keeps_structure_and_tiny_moped_delta_reproduces_predictions(method):
     model = _functional_with_nested_cnn()
     model.layers[-2].moving_mean.assign(np.full(16, 0.1, "float32"))  # a non-trainable weight to keep
-    before = model.predict(X, verbose=0)
+    before = model(X, training=False)
     converted = tfp_uq.bayesianize(model, method=method, moped_delta=1e-6, dropout_rate=0.0, seed=0)
     assert len(converted.layers) == len(model.layers)
     assert _names_and_shapes(converted) == _names_and_shapes(model)
-    np.testing.assert_allclose(converted.predict(X, verbose=0), before, atol=1e-4)
-    np.testing.assert_array_equal(model.predict(X, verbose=0), before)  # original untouched
+    np.testing.assert_allclose(converted(X, training=False), before, atol=1e-4)
+    np.testing.assert_array_equal(model(X, training=False), before)  # original untouched
     kinds = {type(l).__name__ for l in _keras_compat.walk_layers(converted)}
     expected = {
         "flipout": "Conv2DFlipout",
@@ -124,7 +124,7 @@ def test_causal_conv1d_converts_and_keeps_predictions():
     )
     converted = tfp_uq.bayesianize(model, moped_delta=1e-6, seed=0)
     assert converted.layers[0].padding == "causal"
-    np.testing.assert_allclose(converted.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+    np.testing.assert_allclose(converted(x, training=False), model(x, training=False), atol=1e-4)
 
 
 def test_grouped_conv_converts_and_keeps_predictions():
@@ -132,7 +132,7 @@ def test_grouped_conv_converts_and_keeps_predictions():
     model = keras.Sequential([keras.Input((6, 6, 4)), keras.layers.Conv2D(4, 3, groups=2), keras.layers.Flatten()])
     converted = tfp_uq.bayesianize(model, moped_delta=1e-6, seed=0)
     assert converted.layers[0].groups == 2
-    np.testing.assert_allclose(converted.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+    np.testing.assert_allclose(converted(x, training=False), model(x, training=False), atol=1e-4)
 
 
 # ------------------------------------------------------- every parameter layer

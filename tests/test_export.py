@@ -9,7 +9,8 @@ import pytest
 from _serving import serve_many_in_fresh_process as _serve_many_in_fresh_process
 
 import tfp_uq
-from tfp_uq import layers
+from tfp_uq import conformal, layers
+from tfp_uq.optimizers import IVON
 
 X = np.random.default_rng(0).normal(size=(7, 4)).astype("float32")
 
@@ -36,8 +37,19 @@ def _served_exports(folder):
     rng = np.random.default_rng(0)
     y = (X @ np.array([[1.0], [0.0], [-1.0], [0.5]]) + 0.3 * rng.normal(size=(7, 1))).astype("float32")
     linear = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    # Any PosteriorSamples serves this export test: short HMC chains without XLA (~2 s, NUTS under XLA ~12 s).
     posterior = sample_posterior(
-        linear, X, y, noise_scale=0.3, num_chains=2, num_burnin=50, num_results=50, progress=False
+        linear,
+        X,
+        y,
+        noise_scale=0.3,
+        kernel="hmc",
+        num_leapfrog_steps=3,
+        num_chains=2,
+        num_burnin=50,
+        num_results=50,
+        jit_compile=False,
+        progress=False,
     )
     hmc_path = tfp_uq.export(posterior, folder / "hmc", num_samples=100, task="regression")
 
@@ -50,11 +62,34 @@ def _served_exports(folder):
     # Then the same model with weights that diverged to NaN.
     guarded.layers[0].kernel.assign(np.full((4, 3), np.nan, "float32"))
     diverged_path = tfp_uq.export(guarded, folder / "diverged", num_samples=4, threshold=0.5, seed=1)
+
+    # A model whose IVON optimizer holds its posterior (the hand-set curvature of tests/optimizers/test_ivon.py).
+    ivon = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    ivon.compile(IVON(learning_rate=0.1, ess=20.0, weight_decay=0.5, seed=3), "mse")
+    ivon.optimizer.build(ivon.trainable_variables)
+    kernel, bias = ivon.trainable_variables
+    ivon.optimizer.slots(kernel)["hessian"].assign([[0.3], [1.5], [9.5], [0.1]])
+    ivon.optimizer.slots(bias)["hessian"].assign([4.5])
+    ivon_path = tfp_uq.export(ivon, folder / "ivon", num_samples=4000, seed=0, task="regression")
+
+    # Conformal calibrators: normalised intervals, and class-conditional RAPS sets. XLA tracing of their
+    # fields is tested in tests/conformal/test_calibrator.py; here it would only add compile time.
+    x_cal = rng.normal(size=(60, 4)).astype("float32")
+    interval_model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2), layers.GaussianHead()])
+    intervals = conformal.calibrate(interval_model, x_cal, rng.normal(size=(60, 1)), coverage=0.9, score="normalized")
+    set_model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="softmax")])
+    raps = conformal.RAPS(k_reg=1, lambda_=0.05, randomized=False)
+    sets = conformal.calibrate(set_model, x_cal, rng.integers(0, 4, 60), coverage=0.8, score=raps, groups="class")
+    intervals_path = tfp_uq.export(intervals, folder / "intervals", jit_compile=False)
+    sets_path = tfp_uq.export(sets, folder / "sets", jit_compile=False)
     return {
         "classifier": (classifier, [(classifier_path, X)]),
         "regression": (regression, [(regression_path, X)]),
         "hmc": (posterior, [(hmc_path, X)]),
         "guarded": (guarded, [(guarded_path, nonfinite), (diverged_path, X)]),
+        "ivon": (ivon, [(ivon_path, X)]),
+        "intervals": (intervals, [(intervals_path, X)]),
+        "sets": (sets, [(sets_path, X)]),
     }
 
 
@@ -166,6 +201,27 @@ def test_hmc_posterior_exports(served):
     np.testing.assert_allclose(outputs["mean"], expected.mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(outputs["epistemic_std"] ** 2, expected.epistemic_variance, rtol=1e-3, atol=1e-8)
     np.testing.assert_allclose(outputs["total_std"] ** 2, expected.variance, rtol=1e-3)
+
+
+def test_ivon_posterior_exports(served):
+    model, (outputs,) = served["ivon"]
+    expected = tfp_uq.predict(model, X, num_samples=4000, seed=0, task="regression")
+    # w_i ~ N(m_i, 1 / (ess (h_i + weight_decay))): the served variance is the closed form's within MC error.
+    variances = 1.0 / (20.0 * (np.array([0.3, 1.5, 9.5, 0.1]) + 0.5))
+    np.testing.assert_allclose(outputs["epistemic_std"][:, 0] ** 2, X**2 @ variances + 0.01, rtol=0.1)
+    np.testing.assert_allclose(outputs["epistemic_std"] ** 2, expected.epistemic_variance, rtol=1e-3)
+    np.testing.assert_allclose(outputs["mean"], expected.mean, rtol=1e-4, atol=1e-4)
+
+
+def test_conformal_exports_serve_the_calibrator_intervals_and_sets(served):
+    calibrator, (outputs,) = served["intervals"]
+    expected = calibrator.predict(X)
+    np.testing.assert_allclose(outputs["lower"], expected.lower, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outputs["upper"], expected.upper, rtol=1e-5, atol=1e-5)
+    calibrator, (outputs,) = served["sets"]
+    expected = calibrator.predict(X)
+    np.testing.assert_array_equal(outputs["prediction_set"], expected.prediction_set)
+    np.testing.assert_array_equal(outputs["set_size"], expected.set_size)
 
 
 def test_exported_decisions_fail_safe_on_nonfinite_rows(served):

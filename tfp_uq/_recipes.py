@@ -121,11 +121,13 @@ def build(
     learning_rate=None,
     decay_steps=None,
     num_members=5,
+    jit_compile=True,
 ):
     """A compiled model (or `DeepEnsemble` for method "ensemble"); see
     `optimizer` (and `ivon_optimizer` for method "ivon", a plain MLP trained
     by IVON) for `learning_rate` and `decay_steps`. Method "laplace" is the
-    plain model; `after_training` then fits its posterior."""
+    plain model; `after_training` then fits its posterior. `jit_compile` is
+    `Model.compile`'s (XLA by default, as the CLI and demo train)."""
     if method == "ensemble":
         from tfp_uq.ensembles import DeepEnsemble
 
@@ -133,15 +135,17 @@ def build(
             return mlp("plain", input_dim, task, num_outputs, num_train, hidden, dropout_rate, member_seed)
 
         ensemble = DeepEnsemble(member, num_members=num_members, seed=seed)
-        ensemble.compile(optimizer(task, learning_rate, decay_steps), loss(task, method), jit_compile=True)
+        ensemble.compile(optimizer(task, learning_rate, decay_steps), loss(task, method), jit_compile=jit_compile)
         return ensemble
     if method == "ivon":
         model = mlp("plain", input_dim, task, num_outputs, num_train, hidden, dropout_rate, seed)
-        model.compile(ivon_optimizer(task, num_train, decay_steps, learning_rate), loss(task, method), jit_compile=True)
+        model.compile(
+            ivon_optimizer(task, num_train, decay_steps, learning_rate), loss(task, method), jit_compile=jit_compile
+        )
         return model
     trained = "plain" if method == "laplace" else method
     model = mlp(trained, input_dim, task, num_outputs, num_train, hidden, dropout_rate, seed)
-    model.compile(optimizer(task, learning_rate, decay_steps), loss(task, trained), jit_compile=True)
+    model.compile(optimizer(task, learning_rate, decay_steps), loss(task, trained), jit_compile=jit_compile)
     return model
 
 

@@ -1,9 +1,6 @@
 """`tfp_uq.conformal.calibrate` end to end: Keras models, HMC samples, save / load, serving graphs, bad input."""
 
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -15,7 +12,6 @@ import tfp_uq
 from tfp_uq import conformal, layers, metrics, prediction
 from tfp_uq.posterior import Posterior
 
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "_scripts", "serve_exports.py")
 RNG = np.random.default_rng(0)
 
 
@@ -152,43 +148,6 @@ def test_tfp_uq_predict_of_a_calibrator_gives_its_intervals():
     first, again = (tfp_uq.predict(randomized, x[40:], seed=3) for _ in range(2))
     np.testing.assert_array_equal(first.prediction_set, again.prediction_set)
     np.testing.assert_array_equal(first.set_size, first.prediction_set.sum(-1))
-
-
-def test_a_saved_model_serves_the_same_intervals_and_sets_without_tfp_uq(tmp_path):
-    x = RNG.normal(size=(80, 3)).astype("float32")
-    regressor = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), layers.GaussianHead()])
-    y = RNG.normal(size=(80, 1))
-    interval_calibrator = conformal.calibrate(regressor, x[:60], y[:60], coverage=0.9, score="normalized")
-    classifier = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="softmax")])
-    score = conformal.RAPS(k_reg=1, lambda_=0.05, randomized=False)
-    set_calibrator = conformal.calibrate(
-        classifier, x[:60], RNG.integers(0, 4, 60), coverage=0.8, score=score, groups="class"
-    )
-    # XLA tracing is tested in-process (test_extra_fields_trace_under_xla_and_equal_apply); here it would only
-    # add compile time to both processes.
-    paths = [
-        tfp_uq.export(c, tmp_path / name, jit_compile=False)
-        for c, name in ((interval_calibrator, "regressor"), (set_calibrator, "classifier"))
-    ]
-    np.save(tmp_path / "x.npy", x[60:])
-    completed = subprocess.run(
-        [sys.executable, SCRIPT, paths[0], str(tmp_path / "x.npy"), paths[1], str(tmp_path / "x.npy")],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": ""},
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    served = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert not served["tfp_uq_imported"]
-    intervals, sets = ({k: np.asarray(v) for k, v in outputs.items()} for outputs in served["outputs"])
-    expected = interval_calibrator.predict(x[60:])
-    np.testing.assert_allclose(intervals["lower"], expected.lower, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(intervals["upper"], expected.upper, rtol=1e-5, atol=1e-5)
-    expected = set_calibrator.predict(x[60:])
-    np.testing.assert_array_equal(sets["prediction_set"], expected.prediction_set)
-    np.testing.assert_array_equal(sets["set_size"], expected.set_size)
 
 
 class _StandInPosterior(Posterior):
