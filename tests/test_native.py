@@ -122,8 +122,8 @@ def test_kernels_are_used_only_in_training_calls_outside_xla(kernels):
 def test_kernels_skip_other_priors_and_dtypes(kernels):
     spec = tf.TensorSpec([None, 6], "float32")
     for layer in (
-        layers.DenseReparameterization(4, prior=priors.ScaleMixtureNormal(0.5, 1.0, 0.1)),
-        layers.DenseReparameterization(4, dtype="float64"),
+        layers.DenseReparameterization(4, prior=priors.ScaleMixtureNormal(0.5, 1.0, 0.1), kl_weight=0.1),
+        layers.DenseReparameterization(4, dtype="float64", kl_weight=0.1),
     ):
         model = keras.Sequential([keras.Input((6,)), layer])
         assert "TfpUqNormalPosterior" not in _op_types(lambda x: model(x, training=True), spec)
