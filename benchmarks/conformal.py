@@ -1,8 +1,9 @@
 """Split conformal calibration on UCI regression (standard splits) and on digits.
 
 UCI: for each dataset folder laid out like ../shared/data/uci/<name>/ and each
-of its first `--splits` standard splits, the last 20% of the split's training
-rows calibrate and the other 80% train (inputs and targets standardised on
+of its first `--splits` standard splits, the last ~20% of the split's training
+rows calibrate (`calibration_size`: n + 1 a multiple of 20, so that split conformal's
+expected coverage k / (n + 1) is exactly 90% and 95%) and the others train (inputs and targets standardised on
 those); the split's test rows test. Methods (tfp_uq._recipes, as
 benchmarks/uci.py builds them, one hidden layer of n_hidden units, every model
 ending in a GaussianHead): plain, mc_dropout, flipout, ensemble (5 members),
@@ -16,7 +17,7 @@ normalised by the total predictive std. Coverage and mean width (original
 units) on the test rows.
 
 Digits (tfp_uq._demo.load_digits_split, digits 0-8, split seed = split
-index): the last 20% of the training images calibrate, the rest train plain,
+index): the last ~20% of the training images calibrate (`calibration_size`), the rest train plain,
 mc_dropout, flipout and ensemble MLPs (128-128, 60 x `--epochs-multiplier` /
 10 epochs); LAC, APS and RAPS (k_reg=1, lambda_=0.01), randomized, at 90% and
 95%: coverage and mean set size on the test images.
@@ -32,6 +33,7 @@ normalised 90% intervals) on at least three UCI sets.
 Run:  .venv/bin/python benchmarks/conformal.py ../shared/data/uci/concrete ../shared/data/uci/yacht
       TFP_UQ_UCI_DIR=../shared/data/uci .venv/bin/python benchmarks/conformal.py   (every set in it)
 Options: --splits 3  --epochs-multiplier 10  --methods plain,mc_dropout,flipout,ensemble,hmc  --no-digits
+         --save run.json (the summaries, for --merge run1.json run2.json ...: one table from runs in separate processes)
 Measured: --splits 3 --epochs-multiplier 2 --hmc-burnin 200 --hmc-results 100 on all four sets and digits took
 19 CPU minutes (42 minutes wall beside other jobs on 2 cores); HMC on yacht was 337 s of it.
 """
@@ -53,9 +55,29 @@ BAYESIAN = ("mc_dropout", "flipout", "ensemble", "hmc")
 HMC_HIDDEN = 50
 
 
+def calibration_size(num_rows, levels=LEVELS, fraction=CALIBRATION_FRACTION):
+    """The calibration rows of a split: near `fraction` of `num_rows`, with (n + 1) * level whole for every level.
+
+    Split conformal's expected coverage is k / (n + 1), k = ceil((n + 1) * level), which exceeds the
+    level by up to 1 / (n + 1): 51 / 56 = 0.911 at 90% for yacht's 55 rows, whatever the predictor.
+    With n + 1 a multiple of every level's denominator (20 for 90% and 95%) it is the level exactly,
+    so a mean over splits can be read against the nominal level on small sets too.
+
+    Example: `calibration_size(277)` is 59 (55 would be 20%), `calibration_size(927)` is 179.
+    """
+    import fractions
+    import math
+
+    step = math.lcm(*(fractions.Fraction(level).limit_denominator(1000).denominator for level in levels))
+    size = step * max(1, round((fraction * num_rows + 1) / step)) - 1
+    if size >= num_rows:
+        raise ValueError(f"{num_rows} training rows leave none to train on after {size} calibration rows")
+    return size
+
+
 def _calibration_split(x, y):
-    """(x_fit, y_fit, x_cal, y_cal): the last CALIBRATION_FRACTION of the rows calibrate."""
-    cut = len(x) - round(CALIBRATION_FRACTION * len(x))
+    """(x_fit, y_fit, x_cal, y_cal): the last `calibration_size(len(x))` rows calibrate."""
+    cut = len(x) - calibration_size(len(x))
     return x[:cut], y[:cut], x[cut:], y[cut:]
 
 
@@ -238,7 +260,14 @@ def main():
     parser.add_argument("--hmc-results", type=int, default=200, help="NUTS results per chain (2 chains)")
     parser.add_argument("--no-digits", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", metavar="FILE", help="also write the summaries to FILE (JSON)")
+    parser.add_argument(
+        "--merge", nargs="+", metavar="FILE", help="print the tables of runs saved with --save, run nothing"
+    )
     args = parser.parse_args()
+    if args.merge:
+        print_tables(*_load(args.merge))
+        return
 
     folders = args.folders
     root = os.environ.get("TFP_UQ_UCI_DIR")
@@ -270,7 +299,50 @@ def main():
                 [_released(run_digits_split, k, method, epochs, args) for k in range(args.splits)]
             )
             print(f"digits {method}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    print_tables(uci, digits, budget, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    if args.save:
+        _save(args.save, uci, digits, budget, seconds)
+    print_tables(uci, digits, budget, seconds)
+
+
+def _save(path, uci, digits, budget, seconds):
+    import json
+
+    def entries(results):
+        return [
+            {
+                "key": list(key) if isinstance(key, tuple) else [key],
+                "splits": splits,
+                "sizes": list(sizes),
+                "rows": [
+                    [level, score, mean.tolist(), error.tolist()] for (level, score), (mean, error) in rows.items()
+                ],
+            }
+            for key, (splits, rows, sizes) in results.items()
+        ]
+
+    with open(path, "w") as handle:
+        json.dump({"budget": budget, "seconds": seconds, "uci": entries(uci), "digits": entries(digits)}, handle)
+
+
+def _load(paths):
+    """`(uci, digits, budget, seconds)` of the runs saved in `paths` (later files win on the same key)."""
+    import json
+
+    import numpy as np
+
+    uci, digits, budgets, seconds = {}, {}, [], 0.0
+    for path in paths:
+        with open(path) as handle:
+            saved = json.load(handle)
+        budgets.append(saved["budget"])
+        seconds += saved["seconds"]
+        for name, results in (("uci", uci), ("digits", digits)):
+            for entry in saved[name]:
+                key = tuple(entry["key"]) if name == "uci" else entry["key"][0]
+                rows = {(level, score): (np.array(m), np.array(e)) for level, score, m, e in entry["rows"]}
+                results[key] = (entry["splits"], rows, tuple(entry["sizes"]))
+    return uci, digits, "; ".join(sorted(set(budgets))), seconds
 
 
 def _cell(mean, error, digits=3):

@@ -95,6 +95,27 @@ def test_draw_is_the_same_eager_in_a_graph_with_unknown_batch_and_under_xla(draw
     np.testing.assert_array_equal(xla(tf.zeros((100, 3))).numpy(), expected)
 
 
+@pytest.mark.parametrize("draw", [_random.normal, _random.uniform, _random.rademacher])
+def test_a_draw_cut_from_its_bucket_is_the_draw_at_its_own_shape(draw):
+    # Outside XLA a draw of 37 x 1111 = 41,107 elements is made at 45,056 and cut;
+    # inside XLA (inlined, its own shape) nothing is cut: the numbers must agree.
+    shape = (37, 1111)
+    assert int(_random.draw_bucket(tf.constant(41_107))) == 45_056
+    eager = draw(shape, SEED).numpy()
+    xla = tf.function(lambda: draw(shape, SEED), jit_compile=True)().numpy()
+    np.testing.assert_array_equal(eager, xla)
+
+
+def test_draw_buckets_round_up_by_at_most_an_eighth():
+    sizes = np.array([1, 7, 4096, 4097, 5000, 8191, 8192, 8193, 41_107, 2**20 + 1, 10**8, _random.MAX_DRAW_SIZE])
+    buckets = _random.draw_bucket(tf.constant(sizes, "int32")).numpy()
+    assert np.all(buckets >= sizes)
+    assert np.all(buckets <= np.maximum(4096, np.ceil(sizes * 1.125)))
+    assert buckets.max() <= _random.MAX_DRAW_SIZE
+    # 8 sizes per doubling: every size from 4,097 to 8,192 shares one of 8 buckets.
+    assert len(np.unique(_random.draw_bucket(tf.range(4097, 8193)).numpy())) == 8
+
+
 def test_a_draw_larger_than_an_int32_index_raises():
     with pytest.raises(ValueError, match="elements"):
         _random.normal((2**16, 2**16), SEED)

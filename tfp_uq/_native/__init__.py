@@ -201,7 +201,8 @@ def _register_gradient(lib):
     return lib
 
 
-def _in_xla_context():
+def in_xla_context():
+    """Whether ops built now belong to an XLA-compiled function (True when that cannot be told)."""
     import tensorflow as tf
 
     try:
@@ -213,7 +214,7 @@ def _in_xla_context():
 
 def _applies(lib, seed, training):
     """The rule for every kernel: built, a training call, outside XLA."""
-    return lib is not None and training is True and seed.dtype == "int64" and not _in_xla_context()
+    return lib is not None and training is True and seed.dtype == "int64" and not in_xla_context()
 
 
 def random(distribution, shape, seed, training):
