@@ -162,3 +162,26 @@ def test_too_large_model_points_to_vi():
     model = keras.Sequential([keras.Input((400,)), keras.layers.Dense(300)])
     with pytest.raises(ValueError, match="variational"):
         sample_posterior(model, np.zeros((2, 400), "float32"), np.zeros((2, 300), "float32"), progress=False)
+
+
+def test_functions_compiled_per_call_do_not_read_as_retracing(caplog):
+    # Each sample_posterior call compiles closures of the same code, traced once each; TensorFlow
+    # warned "triggered tf.function retracing" from the fifth call on.
+    import logging
+
+    import tensorflow as tf
+
+    from tfp_uq.inference import _substrate
+
+    substrate = _substrate.get()
+
+    def compiled(offset):
+        def start(state):
+            return state + offset
+
+        return substrate.compile(start, jit_compile=False)
+
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        values = [float(compiled(float(k))(tf.constant(1.0))) for k in range(8)]
+    assert values == [1.0 + k for k in range(8)]
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]

@@ -28,7 +28,9 @@ class _TensorFlow:
         self._tf, self.mcmc = tf, tfp.mcmc
 
     def compile(self, function, jit_compile):
-        return self._tf.function(function, jit_compile=jit_compile, autograph=False)
+        # A partial: TensorFlow counts traces per code object, so the closures that each
+        # sample_posterior call compiles (traced once each) would read as retracing after five calls.
+        return self._tf.function(functools.partial(function), jit_compile=jit_compile, autograph=False)
 
     def vectorized_map(self, function, elements):
         return self._tf.vectorized_map(function, elements)
