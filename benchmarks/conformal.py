@@ -231,7 +231,8 @@ def _released(run, *args):
 
     A 20-split run of three methods on four sets without it (about 230 XLA-compiled models in one
     process) died after 100 minutes: "LLVM compilation error: Cannot allocate memory", then a
-    segfault. Whether clearing prevents that is not measured: later runs kept to ~80 models a process.
+    segfault. Whether clearing prevents that is not measured: later runs kept to one set and method a
+    process (at most 100 models: an ensemble's 20 splits), and all finished.
     """
     import keras
 
